@@ -1,0 +1,63 @@
+//! # untangle
+//!
+//! A single-threaded async runtime: network code that reads like blocking code but, where
+//! blocking code would wait for the network, suspends the current task and resumes it when its
+//! file descriptor is ready.
+//!
+//! - [`block_on`] runs the calling thread's loop until a future completes;
+//! - [`spawn`] starts a task on it (no `Send` bound), [`Handle::spawn`] from other threads;
+//! - [`net`] has TCP, UDP and Unix sockets implementing futures-io `AsyncRead`/`AsyncWrite`;
+//! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool.
+//!
+//! ```
+//! use futures_lite::{AsyncReadExt, AsyncWriteExt};
+//! use untangle::net::{TcpListener, TcpStream};
+//!
+//! untangle::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0").await?;
+//!     let addr = listener.local_addr()?;
+//!     // An echo server, one task per connection.
+//!     untangle::spawn(async move {
+//!         while let Ok((mut conn, _)) = listener.accept().await {
+//!             untangle::spawn(async move {
+//!                 let mut buf = [0; 1024];
+//!                 while let Ok(n @ 1..) = conn.read(&mut buf).await {
+//!                     if conn.write_all(&buf[..n]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             })
+//!             .detach();
+//!         }
+//!     })
+//!     .detach();
+//!
+//!     let mut client = TcpStream::connect(addr).await?;
+//!     client.write_all(b"hello").await?;
+//!     let mut reply = [0; 5];
+//!     client.read_exact(&mut reply).await?;
+//!     assert_eq!(&reply, b"hello");
+//!     std::io::Result::Ok(())
+//! })
+//! .unwrap();
+//! ```
+//!
+//! See [`executor`'s scheduling guarantees](crate::block_on) and the README for the design.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod blocking;
+mod executor;
+mod io;
+mod reactor;
+mod timer;
+
+pub mod net;
+pub mod time;
+
+pub use blocking::{
+    unblock, IDLE_TIMEOUT as BLOCKING_IDLE_TIMEOUT, MAX_THREADS as BLOCKING_MAX_THREADS,
+};
+pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
+pub use io::{Async, Ready};

@@ -1,0 +1,128 @@
+//! UDP: [`UdpSocket`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use super::addr::{resolve, ToSocketAddrs};
+use crate::io::Async;
+
+/// A UDP socket.
+///
+/// # Example
+/// ```
+/// use untangle::net::UdpSocket;
+///
+/// untangle::block_on(async {
+///     let a = UdpSocket::bind("127.0.0.1:0").await?;
+///     let b = UdpSocket::bind("127.0.0.1:0").await?;
+///     a.send_to(b"ping", b.local_addr()?).await?;
+///     let mut buf = [0; 16];
+///     let (n, from) = b.recv_from(&mut buf).await?;
+///     assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub struct UdpSocket {
+    inner: Async<std::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds a socket to `addr`, trying each resolved address in turn.
+    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
+        let mut last = None;
+        for addr in resolve(addr).await? {
+            match std::net::UdpSocket::bind(addr) {
+                Ok(socket) => return UdpSocket::try_from(socket),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::ErrorKind::InvalidInput.into()))
+    }
+
+    /// Sets the default destination for [`send`](UdpSocket::send) and the only source
+    /// [`recv`](UdpSocket::recv) accepts.
+    pub async fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        let mut last = None;
+        for addr in resolve(addr).await? {
+            match self.inner.get_ref().connect(addr) {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::ErrorKind::InvalidInput.into()))
+    }
+
+    /// Sends a datagram to the connected peer.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_with(|s| s.send(buf)).await
+    }
+
+    /// Receives a datagram from the connected peer.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| s.recv(buf)).await
+    }
+
+    /// Sends a datagram to `addr` (its first resolved address).
+    pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        let addr = resolve(addr).await?[0];
+        self.inner.write_with(|s| s.send_to(buf, addr)).await
+    }
+
+    /// Receives a datagram and the address it came from.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.inner.read_with(|s| s.recv_from(buf)).await
+    }
+
+    /// Receives a datagram without removing it from the queue.
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.inner.read_with(|s| s.peek_from(buf)).await
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    /// Enables or disables sending to broadcast addresses.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.inner.get_ref().set_broadcast(on)
+    }
+}
+
+impl TryFrom<std::net::UdpSocket> for UdpSocket {
+    type Error = io::Error;
+
+    fn try_from(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: Async::new(socket)?,
+        })
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("UdpSocket")
+            .field(self.inner.get_ref())
+            .finish()
+    }
+}

@@ -1,0 +1,243 @@
+//! Timers for tasks: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//!
+//! Timers live in the reactor of the loop that first polls them; the loop's wait uses the next
+//! deadline as its timeout. A sleep never completes before its deadline, and dropping it removes
+//! its timer at once.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::Stream;
+
+use crate::executor;
+use crate::reactor::Reactor;
+
+/// Waits until `duration` has passed.
+///
+/// # Example
+/// ```
+/// use std::time::{Duration, Instant};
+/// untangle::block_on(async {
+///     let start = Instant::now();
+///     untangle::time::sleep(Duration::from_millis(10)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+/// });
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(far_future_saturating(Instant::now(), duration))
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        registration: None,
+    }
+}
+
+/// `now + duration`, or a deadline about 30 years away when that overflows.
+fn far_future_saturating(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(now)
+}
+
+/// Future returned by [`sleep`] and [`sleep_until`].
+///
+/// It must be polled inside an untangle loop ([`block_on`](crate::block_on)); it panics with a
+/// clear message otherwise, since no loop would ever fire it.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    registration: Option<(Arc<Reactor>, u64)>,
+}
+
+impl Sleep {
+    /// The instant at which the sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline, even after the sleep completed: it then completes again at the new
+    /// deadline.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    fn unregister(&mut self) {
+        if let Some((reactor, id)) = self.registration.take() {
+            reactor.remove_timer(self.deadline, id);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.unregister();
+            return Poll::Ready(());
+        }
+        let deadline = self.deadline;
+        if let Some((reactor, id)) = &self.registration {
+            if reactor.update_timer(deadline, *id, cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        if !executor::is_running() {
+            panic!(
+                "untangle timers must be polled inside untangle::block_on: no loop is running \
+                 on this thread to fire them"
+            );
+        }
+        let reactor = executor::current_reactor();
+        let id = reactor.insert_timer(deadline, cx.waker());
+        self.registration = Some((reactor, id));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Error returned by [`timeout`] when the deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> std::io::Error {
+        std::io::ErrorKind::TimedOut.into()
+    }
+}
+
+/// Runs `future`, giving up after `duration`.
+///
+/// The future is polled first, so one that is ready at once wins even with a zero duration.
+/// When the time is up, the future is dropped (cancelled) and `Err(Elapsed)` returned.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use untangle::time::{sleep, timeout};
+/// untangle::block_on(async {
+///     assert_eq!(timeout(Duration::from_secs(1), async { 7 }).await, Ok(7));
+///     assert!(timeout(Duration::from_millis(1), sleep(Duration::from_secs(60))).await.is_err());
+/// });
+/// ```
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let value = async { Ok(future.await) };
+    let expired = async {
+        sleep(duration).await;
+        Err(Elapsed(()))
+    };
+    futures_lite::future::or(value, expired).await
+}
+
+/// Returns an [`Interval`] that ticks at once, then every `period`.
+///
+/// Missed ticks are skipped, not burst: if the task was busy past one or more ticks, the next
+/// [`tick`](Interval::tick) completes at once and later ticks stay on the original schedule
+/// (`start + n * period`). A zero `period` is treated as one nanosecond.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// untangle::block_on(async {
+///     let mut every = untangle::time::interval(Duration::from_millis(5));
+///     let first = every.tick().await;
+///     let second = every.tick().await;
+///     assert!(second - first >= Duration::from_millis(5));
+/// });
+/// ```
+pub fn interval(period: Duration) -> Interval {
+    let period = period.max(Duration::from_nanos(1));
+    Interval {
+        period,
+        sleep: sleep_until(Instant::now()),
+    }
+}
+
+/// A stream of instants `period` apart; see [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns its scheduled instant.
+    pub async fn tick(&mut self) -> Instant {
+        futures_lite::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Polls for the next tick.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if Pin::new(&mut self.sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let scheduled = self.sleep.deadline();
+        let now = Instant::now();
+        let mut next = far_future_saturating(scheduled, self.period);
+        if next <= now {
+            // Skip the ticks we missed, staying on the original grid.
+            let behind = (now - next).as_nanos() / self.period.as_nanos() + 1;
+            let skip = u32::try_from(behind).unwrap_or(u32::MAX);
+            next = self
+                .period
+                .checked_mul(skip)
+                .and_then(|d| next.checked_add(d))
+                .unwrap_or_else(|| far_future_saturating(now, self.period));
+        }
+        self.sleep.reset(next);
+        Poll::Ready(scheduled)
+    }
+
+    /// The period between ticks.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Restarts the schedule: the next tick is one period from now.
+    pub fn reset(&mut self) {
+        self.sleep
+            .reset(far_future_saturating(Instant::now(), self.period));
+    }
+}
+
+impl Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
+    }
+}

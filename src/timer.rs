@@ -1,0 +1,60 @@
+//! Timer storage: the deadlines of pending sleeps, ordered, with the waker of each.
+//!
+//! A `BTreeMap` keyed by `(deadline, id)` gives ordered expiry, O(log n) insert and removal
+//! (dropping a sleep removes its entry at once), and the next deadline for the reactor's wait.
+
+use std::collections::BTreeMap;
+use std::task::Waker;
+use std::time::Instant;
+
+/// The timers of one loop.
+#[derive(Default)]
+pub(crate) struct Timers {
+    map: BTreeMap<(Instant, u64), Waker>,
+    next_id: u64,
+}
+
+impl Timers {
+    /// Adds a timer and returns its id.
+    pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.map.insert((deadline, id), waker);
+        id
+    }
+
+    /// Replaces the waker of a timer if it would wake another task; returns false when the timer
+    /// is gone (it fired).
+    pub(crate) fn update(&mut self, deadline: Instant, id: u64, waker: &Waker) -> bool {
+        match self.map.get_mut(&(deadline, id)) {
+            Some(current) => {
+                if !current.will_wake(waker) {
+                    current.clone_from(waker);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a timer, if it has not fired yet.
+    pub(crate) fn remove(&mut self, deadline: Instant, id: u64) {
+        self.map.remove(&(deadline, id));
+    }
+
+    /// Moves the wakers of every timer due at `now` into `out`; returns the next deadline.
+    pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Waker>) -> Option<Instant> {
+        while let Some(entry) = self.map.first_entry() {
+            if entry.key().0 > now {
+                return Some(entry.key().0);
+            }
+            out.push(entry.remove());
+        }
+        None
+    }
+
+    /// Whether no timer is pending.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
