@@ -53,6 +53,7 @@ mod io;
 mod reactor;
 mod timer;
 
+pub mod http;
 pub mod net;
 pub mod time;
 

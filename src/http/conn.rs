@@ -1,0 +1,658 @@
+//! One server connection: read request heads, run the handler, write the responses in order.
+//!
+//! The connection's buffers and socket live in one `Rc<RefCell<…>>` shared with the request
+//! body the handler holds, so the body streams straight from the socket. No borrow is held
+//! across an `.await`: every access is inside one `poll`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use futures_lite::future::{self, poll_fn};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::{FutureExt, Stream};
+use http::header;
+use http::{Method, Request, Response, StatusCode, Version};
+
+use super::body::Body;
+use super::buf::ReadBuf;
+use super::date;
+use super::h1::{self, Decoded, Decoder, Framing, Limits, RequestHead};
+use super::response::IntoResponse;
+use super::server::ServerState;
+use crate::time::{sleep, sleep_until};
+
+/// Settings of a server's connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// An unread request body up to this size is read and discarded to keep the connection;
+/// beyond it the connection is closed.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+/// How long draining an unread body, or lingering before a close, may take.
+const LINGER: Duration = Duration::from_secs(2);
+/// Responses are gathered up to this size before a write, unless nothing else is waiting.
+const WRITE_BATCH: usize = 64 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+struct Inner<IO> {
+    io: IO,
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    /// The peer closed its side.
+    eof: bool,
+    /// The body decoder of the current request.
+    decoder: Decoder,
+    /// Number of the current request; a body from an earlier request may no longer read.
+    seq: u64,
+    /// `Expect: 100-continue` not yet answered.
+    continue_pending: bool,
+    /// Reading the request body failed; the connection cannot be reused.
+    body_failed: bool,
+}
+
+type Shared<IO> = Rc<RefCell<Inner<IO>>>;
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let n = ready!(self.rbuf.poll_fill(&mut self.io, cx))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes out `wbuf`, then `extra`.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() || !extra.is_empty() {
+            let n = if self.wbuf.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, extra))?
+            } else if extra.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?
+            } else {
+                let bufs = [IoSlice::new(&self.wbuf), IoSlice::new(extra)];
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &bufs))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_wbuf = n.min(self.wbuf.len());
+            self.wbuf.drain(..from_wbuf);
+            extra.advance(n - from_wbuf);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_all(cx, &mut Bytes::new()))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// The next piece of the current request body.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            self.wbuf.extend_from_slice(CONTINUE);
+        }
+        if !self.wbuf.is_empty() {
+            if let Err(err) = ready!(self.poll_flush(cx)) {
+                self.body_failed = true;
+                return Poll::Ready(Some(Err(err)));
+            }
+        }
+        loop {
+            match self.decoder.decode(&mut self.rbuf, self.eof) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {
+                    if let Err(err) = ready!(self.poll_fill(cx)) {
+                        self.body_failed = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                Err(err) => {
+                    self.body_failed = true;
+                    return Poll::Ready(Some(Err(err.into_io())));
+                }
+            }
+        }
+    }
+}
+
+async fn flush<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> io::Result<()> {
+    poll_fn(|cx| shared.borrow_mut().poll_flush(cx)).await
+}
+
+async fn write_all<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    mut data: Bytes,
+) -> io::Result<()> {
+    poll_fn(|cx| shared.borrow_mut().poll_write_all(cx, &mut data)).await
+}
+
+async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> io::Result<usize> {
+    poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
+
+/// The body of a request, streaming from the connection.
+struct RequestBody<IO> {
+    shared: Shared<IO>,
+    seq: u64,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut inner = self.shared.borrow_mut();
+        if inner.seq != self.seq {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "request body read after its response was sent",
+            ))));
+        }
+        inner.poll_body(cx)
+    }
+}
+
+enum Head {
+    Request(RequestHead),
+    Reject(StatusCode, &'static str),
+    Close,
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn serve_conn<IO, H, Fut, R>(
+    io: IO,
+    peer: SocketAddr,
+    handler: Rc<H>,
+    config: Rc<Config>,
+    server: Rc<ServerState>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    let shared = Rc::new(RefCell::new(Inner {
+        io,
+        rbuf: ReadBuf::new(),
+        wbuf: Vec::new(),
+        eof: false,
+        decoder: Decoder::Done,
+        seq: 0,
+        continue_pending: false,
+        body_failed: false,
+    }));
+    let mut first = true;
+    loop {
+        let head = match read_head(&shared, &config, &server, first).await {
+            Head::Request(head) => head,
+            Head::Reject(status, reason) => {
+                log::debug!("{peer}: rejected request: {reason}");
+                let _ = write_error(&shared, status, reason).await;
+                break;
+            }
+            Head::Close => break,
+        };
+        first = false;
+
+        let RequestHead {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let seq = {
+            let mut inner = shared.borrow_mut();
+            inner.decoder = Decoder::new(framing);
+            inner.continue_pending = expect_continue && !inner.decoder.is_done();
+            inner.body_failed = false;
+            inner.seq += 1;
+            inner.seq
+        };
+        let length = match framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => Some(n),
+            Framing::Chunked | Framing::Eof => None,
+        };
+        let body = if length == Some(0) {
+            Body::empty()
+        } else {
+            Body::from_boxed(
+                Box::pin(RequestBody {
+                    shared: shared.clone(),
+                    seq,
+                }),
+                length,
+            )
+        }
+        .with_limit(config.max_body_bytes);
+        let version = request.version();
+        let is_head = request.method() == Method::HEAD;
+        let mut request = request.map(|()| body);
+        request.extensions_mut().insert(peer);
+
+        let handler_ref = &handler;
+        let outcome = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
+            .catch_unwind()
+            .await;
+        let (response, mut keep) = match outcome {
+            Ok(response) => (response, keep_alive),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(non-string payload)");
+                log::error!("{peer}: handler panicked: {message}");
+                (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false)
+            }
+        };
+        if server.is_shutting_down() {
+            keep = false;
+        }
+        let written = write_response(&shared, response, is_head, version, keep).await;
+        {
+            // An earlier request's body handed to a spawned task must not read from now on.
+            let mut inner = shared.borrow_mut();
+            inner.seq += 1;
+            if inner.body_failed {
+                keep = false;
+            }
+        }
+        match written {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(err) => {
+                log::debug!("{peer}: writing response: {err}");
+                return;
+            }
+        }
+        if !keep || !drain_body(&shared).await {
+            break;
+        }
+    }
+    close(&shared).await;
+}
+
+/// Reads the next request head, within the keep-alive and header timeouts.
+async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    config: &Config,
+    server: &ServerState,
+    first: bool,
+) -> Head {
+    let mut header_deadline = first.then(|| Instant::now() + config.header_read_timeout);
+    loop {
+        let idle = {
+            let mut inner = shared.borrow_mut();
+            match h1::parse_request(&mut inner.rbuf, &config.limits) {
+                Ok(Some(head)) => return Head::Request(head),
+                Err(reject) => return Head::Reject(reject.status, reject.reason),
+                Ok(None) => {}
+            }
+            if inner.eof {
+                return Head::Close;
+            }
+            let idle = inner.rbuf.is_empty();
+            if !idle && header_deadline.is_none() {
+                header_deadline = Some(Instant::now() + config.header_read_timeout);
+            }
+            idle
+        };
+        // Responses held back for pipelining go out before we wait for more input.
+        if !shared.borrow().wbuf.is_empty() && flush(shared).await.is_err() {
+            return Head::Close;
+        }
+        let shutdown = async {
+            if idle {
+                server.shutdown_signal().await;
+            } else {
+                future::pending::<()>().await;
+            }
+            Err(io::ErrorKind::ConnectionAborted.into())
+        };
+        let read = fill(shared).or(shutdown);
+        let result = match header_deadline {
+            Some(deadline) => {
+                let expired = async {
+                    sleep_until(deadline).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                };
+                read.or(expired).await
+            }
+            None => {
+                let expired = async {
+                    sleep(config.keep_alive_timeout).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                };
+                read.or(expired).await
+            }
+        };
+        match result {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::TimedOut && !idle => {
+                return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head timeout");
+            }
+            Err(_) => return Head::Close,
+        }
+    }
+}
+
+/// Writes a response; returns whether the connection can carry another request.
+async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    response: Response<Body>,
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let mut keep = keep_alive;
+    {
+        let mut inner = shared.borrow_mut();
+        if inner.continue_pending {
+            // The body was never asked for: the client may or may not send it, so the
+            // connection cannot be reused.
+            inner.continue_pending = false;
+            keep = false;
+        }
+    }
+    let (user_close, _) = h1::connection_tokens(&parts.headers);
+    if user_close {
+        keep = false;
+    }
+    let bodiless_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let user_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let framing = if bodiless_status {
+        Framing::Empty
+    } else if let Some(n) = body.size_hint().or(user_length) {
+        Framing::Length(n)
+    } else if version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        keep = false;
+        Framing::Eof
+    };
+
+    {
+        let mut inner = shared.borrow_mut();
+        let out = &mut inner.wbuf;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+                || name == header::CONNECTION
+            {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !parts.headers.contains_key(header::DATE) {
+            out.extend_from_slice(b"date: ");
+            out.extend_from_slice(date::now().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        match framing {
+            Framing::Length(n) => {
+                out.extend_from_slice(b"content-length: ");
+                h1::encode_u64(n, out);
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Chunked if !is_head => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+            _ => {}
+        }
+        if !keep {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if version == Version::HTTP_10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    if is_head || framing == Framing::Empty {
+        drop(body);
+        finish_write(shared, keep).await?;
+        return Ok(keep);
+    }
+
+    if let Some(full) = body.as_full() {
+        let full = full.clone();
+        let small = {
+            let mut inner = shared.borrow_mut();
+            if inner.wbuf.len() + full.len() <= WRITE_BATCH {
+                inner.wbuf.extend_from_slice(&full);
+                true
+            } else {
+                false
+            }
+        };
+        if !small {
+            write_all(shared, full).await?;
+        }
+        finish_write(shared, keep).await?;
+        return Ok(keep);
+    }
+
+    let mut remaining = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    loop {
+        let chunk = match next_chunk(shared, &mut body).await {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(err)) => {
+                // The response cannot be completed: end it so the client sees an error, not
+                // a truncated body that looks whole.
+                log::warn!("response body failed: {err}");
+                let _ = flush(shared).await;
+                return Ok(false);
+            }
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        let data = match &mut remaining {
+            Some(left) => {
+                if chunk.len() as u64 > *left {
+                    log::warn!("response body longer than its Content-Length; truncated");
+                    let data = chunk.slice(..*left as usize);
+                    *left = 0;
+                    write_all(shared, data).await?;
+                    return Ok(false);
+                }
+                *left -= chunk.len() as u64;
+                chunk
+            }
+            None => chunk,
+        };
+        if framing == Framing::Chunked {
+            let mut inner = shared.borrow_mut();
+            h1::encode_chunk_head(data.len(), &mut inner.wbuf);
+        }
+        let copied = {
+            let mut inner = shared.borrow_mut();
+            if inner.wbuf.len() + data.len() <= WRITE_BATCH {
+                inner.wbuf.extend_from_slice(&data);
+                true
+            } else {
+                false
+            }
+        };
+        if !copied {
+            write_all(shared, data).await?;
+        }
+        if framing == Framing::Chunked {
+            shared.borrow_mut().wbuf.extend_from_slice(b"\r\n");
+        }
+    }
+    if remaining.is_some_and(|left| left > 0) {
+        log::warn!("response body shorter than its Content-Length; closing");
+        flush(shared).await?;
+        return Ok(false);
+    }
+    if framing == Framing::Chunked {
+        shared.borrow_mut().wbuf.extend_from_slice(h1::CHUNKED_END);
+    }
+    finish_write(shared, keep).await?;
+    Ok(keep && framing != Framing::Eof)
+}
+
+/// Flushes now unless more pipelined requests are already buffered (then responses batch).
+async fn finish_write<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    keep: bool,
+) -> io::Result<()> {
+    let hold = {
+        let inner = shared.borrow();
+        keep && !inner.rbuf.is_empty() && inner.wbuf.len() < WRITE_BATCH
+    };
+    if hold {
+        Ok(())
+    } else {
+        flush(shared).await
+    }
+}
+
+/// The next chunk of a response body; flushes what is buffered while the body makes us wait.
+async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    body: &mut Body,
+) -> Option<io::Result<Bytes>> {
+    poll_fn(|cx| {
+        if let Poll::Ready(item) = Pin::new(&mut *body).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        let mut inner = shared.borrow_mut();
+        if !inner.wbuf.is_empty() {
+            if let Poll::Ready(Err(err)) = inner.poll_flush(cx) {
+                return Poll::Ready(Some(Err(err)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Reads and discards what the handler left of the request body; false when the connection
+/// must close instead (too much left, malformed, or too slow).
+async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> bool {
+    let drain = poll_fn(|cx| {
+        let mut inner = shared.borrow_mut();
+        let mut drained = 0u64;
+        loop {
+            if inner.body_failed {
+                return Poll::Ready(false);
+            }
+            let Inner {
+                decoder, rbuf, eof, ..
+            } = &mut *inner;
+            match decoder.decode(rbuf, *eof) {
+                Ok(Decoded::Done) => return Poll::Ready(true),
+                Ok(Decoded::Data(data)) => {
+                    drained += data.len() as u64;
+                    if drained > DRAIN_LIMIT {
+                        return Poll::Ready(false);
+                    }
+                }
+                Ok(Decoded::NeedMore) => match ready!(inner.poll_fill(cx)) {
+                    Ok(_) => {}
+                    Err(_) => return Poll::Ready(false),
+                },
+                Err(_) => return Poll::Ready(false),
+            }
+        }
+    });
+    let expired = async {
+        sleep(LINGER).await;
+        false
+    };
+    drain.or(expired).await
+}
+
+/// Answers a rejected request and closes.
+async fn write_error<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    status: StatusCode,
+    reason: &'static str,
+) -> io::Result<()> {
+    {
+        let mut inner = shared.borrow_mut();
+        let out = &mut inner.wbuf;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ndate: ");
+        out.extend_from_slice(date::now().as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: text/plain\r\ncontent-length: ");
+        h1::encode_u64(reason.len() as u64 + 1, out);
+        out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+        out.extend_from_slice(reason.as_bytes());
+        out.push(b'\n');
+    }
+    flush(shared).await
+}
+
+/// Closes gracefully: flush, send FIN, then read and discard briefly so that unread input
+/// does not make the kernel reset the connection before the client read our last response.
+async fn close<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) {
+    let linger = async {
+        if flush(shared).await.is_err() {
+            return;
+        }
+        if poll_fn(|cx| Pin::new(&mut shared.borrow_mut().io).poll_close(cx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut discarded = 0;
+        loop {
+            let n = {
+                let mut inner = shared.borrow_mut();
+                let len = inner.rbuf.len();
+                inner.rbuf.advance(len);
+                len
+            };
+            discarded += n;
+            if discarded > DRAIN_LIMIT as usize || shared.borrow().eof {
+                return;
+            }
+            if fill(shared).await.is_err() {
+                return;
+            }
+        }
+    };
+    linger.or(sleep(LINGER)).await;
+}
