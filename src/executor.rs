@@ -151,7 +151,16 @@ impl Local {
         } else {
             shared.reactor.poll(&mut buffers, false);
         }
+        buffers.wake_all();
         drop(buffers);
+        // Remote wakes join the back of the local queue here, so a busy local queue cannot
+        // starve them.
+        for _ in 0..shared.remote.len() {
+            match shared.remote.pop() {
+                Ok(runnable) => self.queue.borrow_mut().push_back(runnable),
+                Err(_) => break,
+            }
+        }
         let yielded = std::mem::take(&mut *self.yielded.borrow_mut());
         for waker in yielded {
             waker.wake();

@@ -53,6 +53,15 @@ impl Buffers {
     }
 }
 
+impl Buffers {
+    /// Wakes the tasks collected by the last [`Reactor::poll`].
+    pub(crate) fn wake_all(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
 impl Reactor {
     pub(crate) fn new() -> io::Result<Reactor> {
         Ok(Reactor {
@@ -119,7 +128,9 @@ impl Reactor {
         lock(&self.timers).remove(deadline, id);
     }
 
-    /// Collects I/O events and due timers and wakes their tasks.
+    /// Collects I/O events and due timers; their wakers are left in `buf` for
+    /// [`Buffers::wake_all`], so the loop can mark itself awake first (a wake while it is
+    /// still marked asleep would pay for a needless poller notification).
     ///
     /// With `block`, waits until an event, a notification or the next timer deadline; without,
     /// only looks (and skips the syscalls entirely when no fd is registered).
@@ -157,9 +168,6 @@ impl Reactor {
 
         if has_timers && !skip {
             lock(&self.timers).expire(Instant::now(), &mut buf.wakers);
-        }
-        for waker in buf.wakers.drain(..) {
-            waker.wake();
         }
     }
 }
