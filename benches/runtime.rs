@@ -1,1 +1,455 @@
-fn main() {}
+//! Scheduler micro-benchmarks: untangle against tokio (current_thread + `LocalSet`) and smol
+//! (`LocalExecutor` driven by `smol::block_on`, i.e. `async_io::block_on`), in one process.
+//!
+//! Run: `cargo bench --bench runtime` (all), or `cargo bench --bench runtime -- yield` (only the
+//! benchmarks whose name contains `yield`). Flags starting with `--` are ignored.
+//!
+//! The shapes mirror tokio's `benches/rt_current_thread.rs`:
+//! - `spawn_many`: spawn 10,000 trivial tasks, then await them all (ns per task);
+//! - `yield_many`: 200 tasks each call `yield_now` 1,000 times (ns per yield);
+//! - `ping_pong`: two tasks bounce a message over a pair of `async-channel`s (ns per round trip);
+//! - `chained_spawn`: each task spawns the next, depth 1,000 (ns per spawn);
+//! - `timers`: 20,000 tasks each sleep 1 ms concurrently (total time / 20,000, nothing
+//!   subtracted, so the 1 ms sleep itself adds 50 ns/op).
+//!
+//! Each sample is `reps` calls of the runtime's `block_on` on one run of the benchmark. After
+//! `WARMUP` rounds, `ROUNDS` rounds are measured, the runtimes interleaved within each round
+//! (untangle, tokio, smol, untangle, tokio, smol, ...); the table shows the median ns/op.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Rounds run and thrown away before measuring.
+const WARMUP: usize = 3;
+/// Measured rounds; the median is reported.
+const ROUNDS: usize = 21;
+
+const SPAWN_MANY: usize = 10_000;
+const YIELD_TASKS: usize = 200;
+const YIELDS_PER_TASK: usize = 1_000;
+const PING_PONGS: usize = 10_000;
+const CHAIN_DEPTH: usize = 1_000;
+const TIMERS: usize = 20_000;
+const TIMER_SLEEP: Duration = Duration::from_millis(1);
+
+/// What the benchmarks need from a runtime.
+trait Runtime {
+    const NAME: &'static str;
+    /// A spawned task's handle; awaiting it gives the task's output.
+    type Join<T: 'static>: Future<Output = T> + 'static;
+
+    /// Runs the runtime on this thread until `future` completes.
+    fn block_on<F: Future>(&self, future: F) -> F::Output;
+
+    /// Spawns a (non-`Send`) task on the runtime this thread is running.
+    fn spawn<F>(future: F) -> Self::Join<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static;
+
+    /// Spawns a task that runs on without a handle.
+    fn spawn_detached<F: Future<Output = ()> + 'static>(future: F);
+
+    fn yield_now() -> impl Future<Output = ()>;
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()>;
+}
+
+/// untangle: `untangle::block_on` + `untangle::spawn`.
+struct Untangle;
+
+impl Runtime for Untangle {
+    const NAME: &'static str = "untangle";
+    type Join<T: 'static> = untangle::Task<T>;
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        untangle::block_on(future)
+    }
+
+    fn spawn<F>(future: F) -> untangle::Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        untangle::spawn(future)
+    }
+
+    fn spawn_detached<F: Future<Output = ()> + 'static>(future: F) {
+        untangle::spawn(future).detach();
+    }
+
+    fn yield_now() -> impl Future<Output = ()> {
+        untangle::yield_now()
+    }
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()> {
+        untangle::time::sleep(duration)
+    }
+}
+
+/// tokio: a current_thread runtime (time enabled) and a `LocalSet` for `spawn_local`.
+struct Tokio {
+    rt: tokio::runtime::Runtime,
+    local: tokio::task::LocalSet,
+}
+
+impl Tokio {
+    fn new() -> Tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("tokio runtime");
+        Tokio {
+            rt,
+            local: tokio::task::LocalSet::new(),
+        }
+    }
+}
+
+/// A tokio `JoinHandle` whose output is the task's value (a panic in a task panics here).
+struct TokioJoin<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for TokioJoin<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|result| result.expect("tokio task failed"))
+    }
+}
+
+impl Runtime for Tokio {
+    const NAME: &'static str = "tokio";
+    type Join<T: 'static> = TokioJoin<T>;
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.local.block_on(&self.rt, future)
+    }
+
+    fn spawn<F>(future: F) -> TokioJoin<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        TokioJoin(tokio::task::spawn_local(future))
+    }
+
+    fn spawn_detached<F: Future<Output = ()> + 'static>(future: F) {
+        drop(tokio::task::spawn_local(future));
+    }
+
+    fn yield_now() -> impl Future<Output = ()> {
+        tokio::task::yield_now()
+    }
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()> {
+        tokio::time::sleep(duration)
+    }
+}
+
+thread_local! {
+    /// smol's executor for this thread; tasks reach it through the thread-local.
+    static SMOL_EX: smol::LocalExecutor<'static> = const { smol::LocalExecutor::new() };
+}
+
+/// smol: a `LocalExecutor` run by `smol::block_on` (async-io's, which drives the reactor on
+/// this thread).
+struct Smol;
+
+impl Runtime for Smol {
+    const NAME: &'static str = "smol";
+    type Join<T: 'static> = smol::Task<T>;
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        SMOL_EX.with(|ex| smol::block_on(ex.run(future)))
+    }
+
+    fn spawn<F>(future: F) -> smol::Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        SMOL_EX.with(|ex| ex.spawn(future))
+    }
+
+    fn spawn_detached<F: Future<Output = ()> + 'static>(future: F) {
+        SMOL_EX.with(|ex| ex.spawn(future).detach());
+    }
+
+    fn yield_now() -> impl Future<Output = ()> {
+        smol::future::yield_now()
+    }
+
+    async fn sleep(duration: Duration) {
+        smol::Timer::after(duration).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmarks. Each returns a checksum so that nothing is optimized away.
+
+async fn spawn_many<R: Runtime>() -> usize {
+    let mut tasks = Vec::with_capacity(SPAWN_MANY);
+    for i in 0..SPAWN_MANY {
+        tasks.push(R::spawn(async move { black_box(i) + 1 }));
+    }
+    let mut sum = 0;
+    for task in tasks {
+        sum += task.await;
+    }
+    sum
+}
+
+async fn yield_many<R: Runtime>() -> usize {
+    let tasks: Vec<_> = (0..YIELD_TASKS)
+        .map(|_| {
+            R::spawn(async {
+                for _ in 0..YIELDS_PER_TASK {
+                    R::yield_now().await;
+                }
+                1
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await;
+    }
+    done
+}
+
+async fn ping_pong<R: Runtime>() -> usize {
+    let (ping_tx, ping_rx) = async_channel::bounded::<usize>(1);
+    let (pong_tx, pong_rx) = async_channel::bounded::<usize>(1);
+    let pong = R::spawn(async move {
+        let mut count = 0;
+        while let Ok(value) = ping_rx.recv().await {
+            count += 1;
+            if pong_tx.send(value).await.is_err() {
+                break;
+            }
+        }
+        count
+    });
+    let ping = R::spawn(async move {
+        let mut sum = 0;
+        for i in 0..PING_PONGS {
+            ping_tx.send(i).await.expect("pong task alive");
+            sum += pong_rx.recv().await.expect("pong task alive");
+        }
+        sum
+    });
+    let sum = ping.await;
+    pong.await + sum
+}
+
+/// Spawns the next link of the chain, or signals `done` at the end.
+fn chain<R: Runtime>(left: usize, done: async_channel::Sender<usize>) {
+    if left == 0 {
+        done.try_send(CHAIN_DEPTH).expect("room for the signal");
+    } else {
+        R::spawn_detached(async move { chain::<R>(left - 1, done) });
+    }
+}
+
+async fn chained_spawn<R: Runtime>() -> usize {
+    let (done_tx, done_rx) = async_channel::bounded(1);
+    chain::<R>(CHAIN_DEPTH, done_tx);
+    done_rx.recv().await.expect("chain completes")
+}
+
+async fn timers<R: Runtime>() -> usize {
+    let tasks: Vec<_> = (0..TIMERS)
+        .map(|_| {
+            R::spawn(async {
+                R::sleep(TIMER_SLEEP).await;
+                1
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await;
+    }
+    done
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness.
+
+#[derive(Clone, Copy)]
+enum Kind {
+    SpawnMany,
+    YieldMany,
+    PingPong,
+    ChainedSpawn,
+    Timers,
+}
+
+struct Bench {
+    name: &'static str,
+    kind: Kind,
+    /// Operations in one run (the divisor for ns/op).
+    ops: usize,
+    /// Runs (each its own `block_on`) per sample, so a sample lasts a few milliseconds.
+    reps: usize,
+}
+
+const BENCHES: [Bench; 5] = [
+    Bench {
+        name: "spawn_many",
+        kind: Kind::SpawnMany,
+        ops: SPAWN_MANY,
+        reps: 4,
+    },
+    Bench {
+        name: "yield_many",
+        kind: Kind::YieldMany,
+        ops: YIELD_TASKS * YIELDS_PER_TASK,
+        reps: 1,
+    },
+    Bench {
+        name: "ping_pong",
+        kind: Kind::PingPong,
+        ops: PING_PONGS,
+        reps: 4,
+    },
+    Bench {
+        name: "chained_spawn",
+        kind: Kind::ChainedSpawn,
+        ops: CHAIN_DEPTH,
+        reps: 40,
+    },
+    Bench {
+        name: "timers",
+        kind: Kind::Timers,
+        ops: TIMERS,
+        reps: 1,
+    },
+];
+
+/// Runs one sample of `bench` on `rt`; returns ns per operation.
+fn sample<R: Runtime>(rt: &R, bench: &Bench) -> f64 {
+    let expected = match bench.kind {
+        Kind::SpawnMany => SPAWN_MANY * (SPAWN_MANY + 1) / 2,
+        Kind::YieldMany => YIELD_TASKS,
+        Kind::PingPong => PING_PONGS + PING_PONGS * (PING_PONGS - 1) / 2,
+        Kind::ChainedSpawn => CHAIN_DEPTH,
+        Kind::Timers => TIMERS,
+    };
+    let start = Instant::now();
+    for _ in 0..bench.reps {
+        let got = match bench.kind {
+            Kind::SpawnMany => rt.block_on(spawn_many::<R>()),
+            Kind::YieldMany => rt.block_on(yield_many::<R>()),
+            Kind::PingPong => rt.block_on(ping_pong::<R>()),
+            Kind::ChainedSpawn => rt.block_on(chained_spawn::<R>()),
+            Kind::Timers => rt.block_on(timers::<R>()),
+        };
+        assert_eq!(got, expected, "{} on {}: wrong result", bench.name, R::NAME);
+    }
+    let elapsed = start.elapsed();
+    elapsed.as_nanos() as f64 / (bench.reps * bench.ops) as f64
+}
+
+/// The `q` quantile (0..=1) of sorted samples, interpolated linearly.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Median and interquartile range of the samples of one runtime.
+struct Summary {
+    median: f64,
+    p25: f64,
+    p75: f64,
+}
+
+fn summarize(mut samples: Vec<f64>) -> Summary {
+    samples.sort_by(f64::total_cmp);
+    Summary {
+        median: quantile(&samples, 0.5),
+        p25: quantile(&samples, 0.25),
+        p75: quantile(&samples, 0.75),
+    }
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let selected: Vec<&Bench> = BENCHES
+        .iter()
+        .filter(|b| filters.is_empty() || filters.iter().any(|f| b.name.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        eprintln!("no benchmark matches {filters:?}");
+        return;
+    }
+
+    let untangle = Untangle;
+    let tokio = Tokio::new();
+    let smol = Smol;
+
+    println!(
+        "{} warm-up + {} measured rounds per benchmark, runtimes interleaved; median ns/op",
+        WARMUP, ROUNDS
+    );
+    println!();
+    println!(
+        "| {:<14} | {:>14} | {:>11} | {:>10} | {:>23} |",
+        "benchmark", "untangle ns/op", "tokio ns/op", "smol ns/op", "untangle / best peer"
+    );
+    println!(
+        "|{:-<16}|{:->16}|{:->13}|{:->12}|{:->25}|",
+        "", "", "", "", ""
+    );
+    let total = Instant::now();
+    let mut spreads = Vec::new();
+    for bench in selected {
+        let mut results: [Vec<f64>; 3] = Default::default();
+        for round in 0..WARMUP + ROUNDS {
+            let ns = [
+                sample(&untangle, bench),
+                sample(&tokio, bench),
+                sample(&smol, bench),
+            ];
+            if round >= WARMUP {
+                for (samples, ns) in results.iter_mut().zip(ns) {
+                    samples.push(ns);
+                }
+            }
+        }
+        let summaries = results.map(summarize);
+        let [u, t, s] = [0, 1, 2].map(|i| summaries[i].median);
+        let best = if t <= s { ("tokio", t) } else { ("smol", s) };
+        println!(
+            "| {:<14} | {:>14.1} | {:>11.1} | {:>10.1} | {:>14.2} (vs {:<5}) |",
+            bench.name,
+            u,
+            t,
+            s,
+            u / best.1,
+            best.0
+        );
+        spreads.push((bench.name, summaries));
+    }
+    println!();
+    println!("interquartile ranges (p25..p75 ns/op), to judge the noise:");
+    for (name, summaries) in &spreads {
+        let [u, t, s] =
+            [0, 1, 2].map(|i| format!("{:.1}..{:.1}", summaries[i].p25, summaries[i].p75));
+        println!("  {name:<14} untangle {u:<15} tokio {t:<15} smol {s}");
+    }
+    println!();
+    println!(
+        "total {:.1} s; runs per sample: spawn_many 4, ping_pong 4, chained_spawn 40, others 1",
+        total.elapsed().as_secs_f64()
+    );
+}

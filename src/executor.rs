@@ -133,6 +133,10 @@ impl Local {
         next.or_else(|| self.shared.remote.pop().ok())
     }
 
+    fn local_is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
     fn has_ready(&self) -> bool {
         !self.queue.borrow().is_empty() || !self.shared.remote.is_empty()
     }
@@ -182,11 +186,32 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        // Wakes from other threads after this point are dropped (see `push_remote`); the tasks
-        // still queued are dropped here, on their own thread.
-        self.shared.remote.close();
+        // The thread exits: drop its tasks here, on their own thread.
+        //
+        // From now on every wake, even on this thread, goes through the remote queue. So a task
+        // woken (or released by its last waker) while another task's future is dropped is
+        // queued and dropped below, never inside the wake call, whose caller may hold a lock
+        // that the dropped future's destructor takes (an async-channel waking its receivers).
         CURRENT.with(|c| c.set(ptr::null()));
-        while self.shared.remote.pop().is_ok() {}
+        drop(std::mem::take(&mut *self.yielded.borrow_mut()));
+        // Tasks parked on a timer or an fd are referenced only by their wakers in the reactor,
+        // and the reactor by them: dropping the wakers releases the tasks.
+        drop(self.shared.reactor.take_wakers());
+        drop(std::mem::take(&mut *self.queue.borrow_mut()));
+        loop {
+            while let Ok(runnable) = self.shared.remote.pop() {
+                drop(runnable);
+            }
+            // Once a pass leaves the queue empty, close it: wakes after this point are dropped
+            // (see `push_remote`). Runnables pushed just before the close are dropped by one
+            // more pass.
+            if self.shared.remote.is_empty() {
+                self.shared.remote.close();
+                if self.shared.remote.is_empty() {
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -221,8 +246,10 @@ impl Drop for RunningGuard<'_> {
 ///
 /// Every thread has its own loop, created on first use. Tasks started with [`spawn`] that are
 /// still pending when `block_on` returns stay on this thread's loop and continue the next time
-/// `block_on` runs on the same thread (they do not run in between, and they are dropped when
-/// the thread exits).
+/// `block_on` runs on the same thread. They do not run in between, and they are dropped when
+/// the thread exits: those queued or parked on this loop's timers and fds at once, one whose
+/// waker is held elsewhere (say, by a channel whose other end lives on another thread) only if
+/// that waker is dropped or woken before the thread exits; after that it is leaked.
 ///
 /// # Panics
 /// Calling `block_on` from inside a running loop (for example from a task) panics: the inner
@@ -255,20 +282,28 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         let waker = Waker::from(main.clone());
         let mut cx = Context::from_waker(&waker);
         let mut future = pin!(future);
+        // How many tasks, queued when the future last returned `Pending`, still run before it
+        // is polled again: the future takes its turn in the queue like a task, so one that
+        // wakes itself at once (`futures_lite::future::yield_now`, a spin on `wake_by_ref`)
+        // cannot starve the tasks it waits for.
+        let mut ahead = 0;
         loop {
             let mut polls = 0;
             while polls < BUDGET {
-                if main.woken.load(Ordering::Relaxed) {
+                // Acquire: pairs with the wake, so the future sees what its waker published.
+                if main.woken.load(Ordering::Acquire) && (ahead == 0 || local.local_is_empty()) {
                     main.woken.store(false, Ordering::Relaxed);
                     polls += 1;
                     if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                         return out;
                     }
+                    ahead = local.queue.borrow().len();
                     continue;
                 }
                 match local.pop() {
                     Some(runnable) => {
                         polls += 1;
+                        ahead = ahead.saturating_sub(1);
                         runnable.run();
                     }
                     None => break,
@@ -447,8 +482,9 @@ fn catch_panics<F: Future>(future: F) -> impl Future<Output = Result<F::Output, 
 
 /// A spawned task: await it for its output.
 ///
-/// Dropping a `Task` cancels it: its future is dropped at once (or, if it is running on another
-/// thread's loop, on that loop's next turn), releasing its sockets and timers. Use
+/// Dropping a `Task` cancels it: its future is dropped by its loop at the loop's next turn (it
+/// will not be polled again), releasing its sockets and timers; [`cancel`](Task::cancel) waits
+/// until that has happened. Use
 /// [`detach`](Task::detach) to let it run to completion in the background.
 ///
 /// If the task panics, the panic is caught so the loop goes on; awaiting the `Task` re-raises

@@ -141,8 +141,9 @@ impl<T: AsFd> Async<T> {
     }
 
     /// Polls a non-blocking operation in `dir`. When `drained` says the result proves the fd
-    /// has nothing more to give (a short read on a stream socket), readiness is cleared without
-    /// a second syscall that would fail with `WouldBlock`.
+    /// can take nothing more (a short write on a stream socket), readiness is cleared without
+    /// a second syscall that would fail with `WouldBlock`. (A short read proves nothing: EOF
+    /// may still be waiting behind it; see the reactor's module docs.)
     pub(crate) fn poll_op<R>(
         &self,
         dir: usize,

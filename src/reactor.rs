@@ -3,9 +3,14 @@
 //!
 //! Every fd is registered once, edge-triggered, for both directions. An event sets the cached
 //! readiness of a direction and bumps its sequence number; an operation that then fails with
-//! `WouldBlock` (or, on stream sockets, reads or writes less than asked) clears the readiness it
+//! `WouldBlock` (or, on stream sockets, writes less than asked) clears the readiness it
 //! observed, but only if no newer event arrived in between. So a keep-alive exchange costs one
-//! `recv`, one `send` and a share of one wait, with no `epoll_ctl` to re-arm.
+//! `recv`, one `send`, one `recv` that fails with `WouldBlock` and a share of one wait, with no
+//! `epoll_ctl` to re-arm.
+//!
+//! A short *read* does not clear readiness: the peer's FIN can arrive together with the last
+//! data and be reported by the same edge-triggered event, and `polling` does not report
+//! `EPOLLRDHUP`, so after a short read only another `recv` can tell whether EOF is waiting.
 //!
 //! This is the only module with `unsafe`: registering an fd with the poller.
 
@@ -126,6 +131,24 @@ impl Reactor {
     /// Removes a timer that has not fired.
     pub(crate) fn remove_timer(&self, deadline: Instant, id: u64) {
         lock(&self.timers).remove(deadline, id);
+    }
+
+    /// Takes every waker the reactor holds, of timers and of tasks waiting for I/O, and removes
+    /// the timers: for a loop whose thread exits, so that dropping the wakers can release the
+    /// tasks parked here (otherwise each task and the reactor keep each other alive).
+    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+        let mut out = Vec::new();
+        lock(&self.timers).take_all(&mut out);
+        let sources: Vec<Arc<Source>> = lock(&self.sources)
+            .iter()
+            .map(|(_, source)| source.clone())
+            .collect();
+        for source in sources {
+            for direction in lock(&source.state).iter_mut() {
+                direction.drain_wakers(&mut out);
+            }
+        }
+        out
     }
 
     /// Collects I/O events and due timers; their wakers are left in `buf` for

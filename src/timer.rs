@@ -53,6 +53,11 @@ impl Timers {
         None
     }
 
+    /// Removes every timer, moving its waker into `out` (for a loop that shuts down).
+    pub(crate) fn take_all(&mut self, out: &mut Vec<Waker>) {
+        out.extend(std::mem::take(&mut self.map).into_values());
+    }
+
     /// Whether no timer is pending.
     pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()

@@ -168,7 +168,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
 }
 
 enum Head {
-    Request(RequestHead),
+    Request(Box<RequestHead>),
     Reject(StatusCode, &'static str),
     Close,
 }
@@ -199,7 +199,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
     let mut first = true;
     loop {
         let head = match read_head(&shared, &config, &server, first).await {
-            Head::Request(head) => head,
+            Head::Request(head) => *head,
             Head::Reject(status, reason) => {
                 log::debug!("{peer}: rejected request: {reason}");
                 let _ = write_error(&shared, status, reason).await;
@@ -300,7 +300,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         let idle = {
             let mut inner = shared.borrow_mut();
             match h1::parse_request(&mut inner.rbuf, &config.limits) {
-                Ok(Some(head)) => return Head::Request(head),
+                Ok(Some(head)) => return Head::Request(Box::new(head)),
                 Err(reject) => return Head::Reject(reject.status, reject.reason),
                 Ok(None) => {}
             }
@@ -369,6 +369,11 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             // The body was never asked for: the client may or may not send it, so the
             // connection cannot be reused.
             inner.continue_pending = false;
+            keep = false;
+        }
+        // Reading the request body failed (bad chunked framing, early close): the connection
+        // will close, so the response must say so (RFC 9112 §9.6).
+        if inner.body_failed {
             keep = false;
         }
     }
@@ -535,7 +540,10 @@ async fn finish_write<IO: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let hold = {
         let inner = shared.borrow();
-        keep && !inner.rbuf.is_empty() && inner.wbuf.len() < WRITE_BATCH
+        // Buffered bytes of an unread body are not a next request: holding the response
+        // then would delay it until the body is drained, or until the drain gives up and
+        // closes, for a client that waits for the response before sending the rest.
+        keep && inner.decoder.is_done() && !inner.rbuf.is_empty() && inner.wbuf.len() < WRITE_BATCH
     };
     if hold {
         Ok(())
@@ -567,9 +575,10 @@ async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
 /// Reads and discards what the handler left of the request body; false when the connection
 /// must close instead (too much left, malformed, or too slow).
 async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> bool {
+    // Counted across polls: a body arriving in many small reads must hit the limit too.
+    let mut drained = 0u64;
     let drain = poll_fn(|cx| {
         let mut inner = shared.borrow_mut();
-        let mut drained = 0u64;
         loop {
             if inner.body_failed {
                 return Poll::Ready(false);

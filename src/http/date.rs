@@ -7,7 +7,7 @@ use http::HeaderValue;
 
 thread_local! {
     static CACHE: RefCell<(u64, HeaderValue)> =
-        RefCell::new((u64::MAX, HeaderValue::from_static("")));
+        const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
 }
 
 /// The current time as an IMF-fixdate header value (`Sun, 06 Nov 1994 08:49:37 GMT`).

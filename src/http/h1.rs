@@ -110,7 +110,10 @@ pub(crate) fn parse_request(
                 "too many header fields",
             ))
         }
-        Err(httparse::Error::Version) => {
+        // httparse reports any bad third token as a version error; only a well-formed
+        // version we do not speak is 505, garbage (`GET /a b HTTP/1.1`) is a malformed
+        // request line: 400 (RFC 9112 §3).
+        Err(httparse::Error::Version) if is_well_formed_version_line(data) => {
             return Err(reject(
                 StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "unsupported HTTP version",
@@ -168,6 +171,12 @@ pub(crate) fn parse_request(
     } else if headers.get_all(header::HOST).iter().count() > 1 {
         return Err(bad("repeated Host header"));
     }
+    // RFC 9112 §3.2: a Host field with an invalid value is a 400 too.
+    if let Some(host) = headers.get(header::HOST) {
+        if !is_valid_host(host.as_bytes()) {
+            return Err(bad("invalid Host header"));
+        }
+    }
     let (close, keep_alive_token) = connection_tokens(&headers);
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
     let expect_continue = version == Version::HTTP_11
@@ -186,6 +195,41 @@ pub(crate) fn parse_request(
         keep_alive,
         expect_continue,
     }))
+}
+
+/// Whether `value` is a valid Host field value: `uri-host [ ":" port ]` (no userinfo), or
+/// empty (RFC 9112 §3.2: a target without authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.contains(&b'@') || http::uri::Authority::try_from(value).is_err() {
+        return false;
+    }
+    // `Authority` accepts any port text; a Host port is digits.
+    match value.iter().rposition(|&b| b == b':') {
+        Some(colon) if !value[colon..].contains(&b']') => {
+            value[colon + 1..].iter().all(u8::is_ascii_digit)
+        }
+        _ => true,
+    }
+}
+
+/// Whether the request line is `method SP target SP HTTP-version` with a syntactically valid
+/// version (`HTTP/` DIGIT `.` DIGIT), whatever its numbers.
+fn is_well_formed_version_line(data: &[u8]) -> bool {
+    let end = data
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(data.len());
+    let mut parts = data[..end].split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Offsets of `part` (a sub-slice of the buffer starting at address `base`).
@@ -466,44 +510,42 @@ impl Decoder {
     /// Takes the next piece of body from `buf`. `eof` says the peer closed the connection
     /// (no more bytes will come).
     pub(crate) fn decode(&mut self, buf: &mut ReadBuf, eof: bool) -> Result<Decoded, DecodeError> {
-        loop {
-            match self {
-                Decoder::Done => return Ok(Decoded::Done),
-                Decoder::Length(remaining) => {
-                    if buf.is_empty() {
-                        return if eof {
-                            Err(DecodeError::Truncated)
-                        } else {
-                            Ok(Decoded::NeedMore)
-                        };
-                    }
-                    let n = (*remaining).min(buf.len() as u64) as usize;
-                    *remaining -= n as u64;
-                    if *remaining == 0 {
-                        *self = Decoder::Done;
-                    }
-                    return Ok(Decoded::Data(buf.split_to(n)));
+        match self {
+            Decoder::Done => Ok(Decoded::Done),
+            Decoder::Length(remaining) => {
+                if buf.is_empty() {
+                    return if eof {
+                        Err(DecodeError::Truncated)
+                    } else {
+                        Ok(Decoded::NeedMore)
+                    };
                 }
-                Decoder::Eof => {
-                    if !buf.is_empty() {
-                        return Ok(Decoded::Data(buf.split_to(buf.len())));
-                    }
-                    if eof {
-                        *self = Decoder::Done;
-                        return Ok(Decoded::Done);
-                    }
-                    return Ok(Decoded::NeedMore);
+                let n = (*remaining).min(buf.len() as u64) as usize;
+                *remaining -= n as u64;
+                if *remaining == 0 {
+                    *self = Decoder::Done;
                 }
-                Decoder::Chunked(state) => match decode_chunked(state, buf)? {
-                    Some(Decoded::Done) => {
-                        *self = Decoder::Done;
-                        return Ok(Decoded::Done);
-                    }
-                    Some(decoded) => return Ok(decoded),
-                    None if eof => return Err(DecodeError::Truncated),
-                    None => return Ok(Decoded::NeedMore),
-                },
+                Ok(Decoded::Data(buf.split_to(n)))
             }
+            Decoder::Eof => {
+                if !buf.is_empty() {
+                    Ok(Decoded::Data(buf.split_to(buf.len())))
+                } else if eof {
+                    *self = Decoder::Done;
+                    Ok(Decoded::Done)
+                } else {
+                    Ok(Decoded::NeedMore)
+                }
+            }
+            Decoder::Chunked(state) => match decode_chunked(state, buf)? {
+                Some(Decoded::Done) => {
+                    *self = Decoder::Done;
+                    Ok(Decoded::Done)
+                }
+                Some(decoded) => Ok(decoded),
+                None if eof => Err(DecodeError::Truncated),
+                None => Ok(Decoded::NeedMore),
+            },
         }
     }
 }
@@ -631,9 +673,13 @@ pub(crate) fn encode_chunk_head(len: usize, out: &mut Vec<u8>) {
 /// The end of a chunked body: the last chunk and an empty trailer section.
 pub(crate) const CHUNKED_END: &[u8] = b"0\r\n\r\n";
 
-/// Appends `name: value\r\n` for every header.
+/// Appends `name: value\r\n` for every header except the framing ones (`Content-Length`,
+/// `Transfer-Encoding`), which the caller writes from the body it actually sends.
 pub(crate) fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());

@@ -19,14 +19,19 @@
 
 mod body;
 mod buf;
+mod client;
 mod conn;
 mod date;
 mod error;
 pub(crate) mod h1;
+mod pool;
 mod response;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use body::{Body, DEFAULT_BODY_LIMIT};
+pub use client::{get, Client, ClientBuilder};
 pub use error::{Error, ErrorKind};
 pub use response::IntoResponse;
 pub use server::{run_server, Server};

@@ -282,11 +282,12 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let len = buf.len();
-        // A short read drained the socket's receive queue: clear readiness now instead of
-        // paying for a read that fails with EAGAIN. EOF (0) stays ready.
-        self.inner
-            .poll_op(READ, cx, |mut s| s.read(buf), |&n| n > 0 && n < len)
+        // Read readiness is cleared only by `WouldBlock`, never by a short read: a short read
+        // empties the receive queue, but the peer's FIN may have arrived with the data, and
+        // its one edge-triggered event is already consumed. Clearing here would leave the EOF
+        // unread with no event to come for it (`polling` does not report EPOLLRDHUP, which
+        // would tell the two cases apart).
+        self.inner.poll_op(READ, cx, |mut s| s.read(buf), |_| false)
     }
 
     fn poll_read_vectored_inner(
@@ -294,16 +295,11 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        self.inner.poll_op(
-            READ,
-            cx,
-            |mut s| s.read_vectored(bufs),
-            |&n| n > 0 && n < len,
-        )
+        self.inner
+            .poll_op(READ, cx, |mut s| s.read_vectored(bufs), |_| false)
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

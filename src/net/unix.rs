@@ -202,9 +202,8 @@ impl UnixStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let len = buf.len();
-        self.inner
-            .poll_op(READ, cx, |mut s| s.read(buf), |&n| n > 0 && n < len)
+        // Never clear read readiness on a short read: see `TcpStream::poll_read_inner`.
+        self.inner.poll_op(READ, cx, |mut s| s.read(buf), |_| false)
     }
 
     fn poll_read_vectored_inner(
@@ -212,16 +211,11 @@ impl UnixStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        self.inner.poll_op(
-            READ,
-            cx,
-            |mut s| s.read_vectored(bufs),
-            |&n| n > 0 && n < len,
-        )
+        self.inner
+            .poll_op(READ, cx, |mut s| s.read_vectored(bufs), |_| false)
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

@@ -1,0 +1,84 @@
+//! The seed's example: an HTTP server whose handler looks synchronous while it fetches another
+//! URL.
+//!
+//! ```text
+//! cargo run --example hello
+//! curl http://127.0.0.1:8888/
+//! ```
+//!
+//! The handler answers with the body of `http::get(UPSTREAM)`. By default the upstream is an
+//! embedded service this example starts itself on another local port, answering like httpbin's
+//! `/ip` (`{"origin": "<client ip>"}`), so no internet is needed. Set `UPSTREAM=https://…` to
+//! fetch something else, and `ADDR` to listen elsewhere.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use untangle::http::{self, header, Body, HeaderValue, Request, Response, Server, StatusCode};
+
+/// The embedded upstream: `{"origin": "<client ip>"}` like httpbin's `/ip`.
+async fn ip(req: Request<Body>) -> Response<Body> {
+    let origin = req
+        .extensions()
+        .get::<SocketAddr>()
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default();
+    let mut response = Response::new(Body::from(format!("{{\"origin\": \"{origin}\"}}\n")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger_lite();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8888".into());
+    untangle::block_on(async {
+        let upstream = match std::env::var("UPSTREAM") {
+            Ok(url) => url,
+            Err(_) => {
+                let embedded = Server::bind("127.0.0.1:0").await?;
+                let url = format!("http://{}/ip", embedded.local_addr()?);
+                untangle::spawn(embedded.serve(ip)).detach();
+                url
+            }
+        };
+        let upstream = Rc::new(upstream);
+        eprintln!("upstream: {upstream}; try: curl http://{addr}/");
+        http::run_server(addr.as_str(), move |_req: Request<Body>| {
+            let upstream = upstream.clone();
+            async move {
+                // Reads like blocking code; the task suspends while the upstream answers.
+                match http::get(upstream.as_str()).await {
+                    Ok(response) => Response::new(response.into_body()),
+                    Err(err) => {
+                        let mut response = Response::new(Body::from(format!("{err}\n")));
+                        *response.status_mut() = StatusCode::BAD_GATEWAY;
+                        response
+                    }
+                }
+            }
+        })
+        .await
+    })
+}
+
+/// Prints `log` records at info level and above to stderr, so the server's log lines show.
+fn env_logger_lite() {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Info
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                eprintln!("[{}] {}", record.level(), record.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: Stderr = Stderr;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
