@@ -7,7 +7,8 @@
 //! - [`block_on`] runs the calling thread's loop until a future completes;
 //! - [`spawn`] starts a task on it (no `Send` bound), [`Handle::spawn`] from other threads;
 //! - [`net`] has TCP, UDP and Unix sockets implementing futures-io `AsyncRead`/`AsyncWrite`;
-//! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool.
+//! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool;
+//! - `compat` (feature `hyper`) runs hyper 1.x, and through hyper-util axum and tower, on untangle.
 //!
 //! ```
 //! use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -53,6 +54,8 @@ mod io;
 mod reactor;
 mod timer;
 
+#[cfg(feature = "hyper")]
+pub mod compat;
 pub mod http;
 pub mod net;
 pub mod time;
