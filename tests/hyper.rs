@@ -303,3 +303,64 @@ fn hyper_connection_is_send_and_runs_on_another_threads_loop_via_handle_spawn() 
     stop_tx.send_blocking(()).unwrap();
     worker.join().unwrap();
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn hyper_serves_axum_over_futures_rustls_on_hyper_io_https() {
+    use futures_rustls::rustls;
+    use rustls_pki_types::{PrivateKeyDer, ServerName};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let acceptor = futures_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let connector = futures_rustls::TlsConnector::from(Arc::new(client_config));
+
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            // TLS over our socket, hyper over TLS: HyperIo takes any futures-io stream.
+            let tls = acceptor.accept(tcp).await.unwrap();
+            hyper::server::conn::http1::Builder::new()
+                .timer(HyperTimer::new())
+                .serve_connection(
+                    HyperIo::new(tls),
+                    TowerToHyperService::new(app(Arc::default())),
+                )
+                .await
+                .unwrap();
+        })
+        .detach();
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(HyperIo::new(tls))
+            .await
+            .unwrap();
+        spawn(async move { conn.await.unwrap() }).detach();
+        let (status, body) = send(&mut sender, request("GET", "/users/443", "")).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"user 443"[..]));
+        let (status, body) = send(&mut sender, request("POST", "/echo", "secret")).await;
+        assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"secret"[..]));
+    });
+}
