@@ -17,13 +17,10 @@ use untangle::spawn;
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>) -> usize {
     let mut echoed = 0;
     while let Some(message) = ws.next().await {
-        match message.unwrap() {
-            m @ (Message::Text(_) | Message::Binary(_)) => {
-                ws.send(m).await.unwrap();
-                echoed += 1;
-            }
-            // Pings are answered and close frames acknowledged by tungstenite itself.
-            _ => {}
+        // Pings are answered and close frames acknowledged by tungstenite itself.
+        if let m @ (Message::Text(_) | Message::Binary(_)) = message.unwrap() {
+            ws.send(m).await.unwrap();
+            echoed += 1;
         }
     }
     // The close handshake is done: as RFC 6455 asks, the server closes the connection first
