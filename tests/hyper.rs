@@ -1,6 +1,7 @@
 //! hyper 1.x, hyper-util's tower adapter and axum on untangle (feature `hyper`): an
 //! `axum::Router` served by hyper's HTTP/1 server over [`HyperIo`], hyper's client talking to
-//! it, our timer enforcing hyper's timeouts, and upgraded connections handed to futures-io code.
+//! it, our timer enforcing hyper's timeouts, upgraded connections handed to futures-io code,
+//! HTTPS through futures-rustls, and HTTP/2 streams spawned by [`HyperExecutor`].
 //!
 //! Run with `cargo test --features hyper --test hyper`.
 #![cfg(feature = "hyper")]
@@ -23,7 +24,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::service::TowerToHyperService;
-use untangle::compat::{HyperIo, HyperTimer};
+use untangle::compat::{HyperExecutor, HyperIo, HyperTimer};
 use untangle::net::{TcpListener, TcpStream};
 use untangle::{spawn, Handle};
 
@@ -362,5 +363,63 @@ fn hyper_serves_axum_over_futures_rustls_on_hyper_io_https() {
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"user 443"[..]));
         let (status, body) = send(&mut sender, request("POST", "/echo", "secret")).await;
         assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"secret"[..]));
+    });
+}
+
+#[test]
+fn http2_runs_concurrent_streams_of_a_non_send_service_on_hyper_executor() {
+    const STREAMS: usize = 16;
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // `Rc` state: neither the service nor its futures are `Send`, and HyperExecutor spawns
+        // hyper's per-stream tasks on this loop all the same.
+        let served = Rc::new(Cell::new(0));
+        // Every handler waits here until all STREAMS requests are being handled at once: this
+        // only completes if the streams really run concurrently on one connection.
+        let all_in = Rc::new(async_lock::Barrier::new(STREAMS));
+        spawn({
+            let served = served.clone();
+            async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (served, all_in) = (served.clone(), all_in.clone());
+                    async move {
+                        served.set(served.get() + 1);
+                        all_in.wait().await;
+                        let path = Bytes::from(req.uri().path().to_owned());
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(path)))
+                    }
+                });
+                hyper::server::conn::http2::Builder::new(HyperExecutor::new())
+                    .timer(HyperTimer::new())
+                    .serve_connection(HyperIo::new(stream), service)
+                    .await
+                    .unwrap();
+            }
+        })
+        .detach();
+
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(HyperExecutor::new())
+            .timer(HyperTimer::new())
+            .handshake::<_, Full<Bytes>>(HyperIo::new(stream))
+            .await
+            .unwrap();
+        spawn(async move { conn.await.unwrap() }).detach();
+        let requests = (0..STREAMS).map(|i| {
+            let mut sender = sender.clone();
+            async move {
+                let request = Request::get(format!("http://localhost/stream/{i}"))
+                    .body(Full::default())
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert_eq!(response.version(), hyper::Version::HTTP_2);
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body, format!("/stream/{i}"));
+            }
+        });
+        futures::future::join_all(requests).await;
+        assert_eq!(served.get(), STREAMS);
     });
 }
