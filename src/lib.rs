@@ -7,7 +7,9 @@
 //! - [`block_on`] runs the calling thread's loop until a future completes;
 //! - [`spawn`] starts a task on it (no `Send` bound), [`Handle::spawn`] from other threads;
 //! - [`net`] has TCP, UDP and Unix sockets implementing futures-io `AsyncRead`/`AsyncWrite`;
-//! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool.
+//! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool;
+//! - [`run_on_threads`] runs one loop per thread (thread-per-core), [`signal`] awaits Unix
+//!   signals such as Ctrl-C.
 //!
 //! ```
 //! use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -51,10 +53,12 @@ mod blocking;
 mod executor;
 mod io;
 mod reactor;
+mod threads;
 mod timer;
 
 pub mod http;
 pub mod net;
+pub mod signal;
 pub mod time;
 
 pub use blocking::{
@@ -62,3 +66,4 @@ pub use blocking::{
 };
 pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
 pub use io::{Async, Ready};
+pub use threads::{run_on_threads, ThreadGroup, Threads};
