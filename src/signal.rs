@@ -122,27 +122,36 @@ impl Signals {
     /// .unwrap();
     /// ```
     pub fn new(signals: impl IntoIterator<Item = i32>) -> io::Result<Signals> {
-        let mut entries = Vec::new();
+        let signals: Vec<i32> = signals.into_iter().collect();
+        // `signal-hook` panics on these; report them as an error instead, before registering
+        // anything.
+        if let Some(bad) = signals
+            .iter()
+            .find(|s| signal_hook::consts::FORBIDDEN.contains(s) || !(1..=64).contains(*s))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("signal {bad} cannot be handled"),
+            ));
+        }
+        // Entries go straight into `Signals`, so an error part-way unregisters the earlier ones.
+        let mut this = Signals {
+            entries: Vec::with_capacity(signals.len()),
+            next: 0,
+        };
         for signal in signals {
-            // `signal-hook` panics on these; report them as an error instead.
-            if signal_hook::consts::FORBIDDEN.contains(&signal) || !(1..=64).contains(&signal) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("signal {signal} cannot be handled"),
-                ));
-            }
             let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
             // Register the read end with the loop first: if that fails, no handler is left.
             let reader = UnixStream::try_from(reader)?;
             let id = signal_hook::low_level::pipe::register(signal, writer)?;
-            entries.push(Entry {
+            this.entries.push(Entry {
                 signal,
                 reader,
                 id,
                 pending: 0,
             });
         }
-        Ok(Signals { entries, next: 0 })
+        Ok(this)
     }
 
     /// Waits for the next signal; `None` only if the stream has failed.
