@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{panic_message, watchdog, HANG_GUARD};
-use futures_lite::future;
+use futures_lite::{future, FutureExt};
 use untangle::http::{Body, IntoResponse, Request, Server};
 use untangle::net::{TcpListener, TcpStream as AsyncTcpStream};
 use untangle::{run_on_threads, Threads};
@@ -178,24 +178,19 @@ fn reuse_port_listeners_share_a_port_and_both_accept() {
         let addr = first.local_addr().unwrap();
         let second = TcpListener::bind_reuse_port(addr).await.unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
-        // Connect until each listener has accepted once; the kernel hashes the client's port,
-        // so both get some of 200 connections (all of them on one has odds of 2^-199).
+        // The kernel hashes the client's port over the two listeners, so both get some of 200
+        // connections (all of them on one has odds of 2^-199).
         let mut clients = Vec::new();
-        let mut hits = [0usize; 2];
         for _ in 0..200 {
             clients.push(AsyncTcpStream::connect(addr).await.unwrap());
-            for (i, listener) in [&first, &second].into_iter().enumerate() {
-                let accepted = future::poll_once(listener.accept()).await;
-                if let Some(Ok(_)) = accepted {
-                    hits[i] += 1;
-                }
-            }
         }
-        // Drain what is still queued.
-        for (i, listener) in [&first, &second].into_iter().enumerate() {
-            while let Some(Ok(_)) = future::poll_once(listener.accept()).await {
-                hits[i] += 1;
-            }
+        let mut hits = [0usize; 2];
+        while hits[0] + hits[1] < clients.len() {
+            let (index, accepted) = async { (0, first.accept().await) }
+                .or(async { (1, second.accept().await) })
+                .await;
+            accepted.unwrap();
+            hits[index] += 1;
         }
         assert!(
             hits[0] > 0 && hits[1] > 0,
@@ -443,12 +438,15 @@ fn serve_clones_a_send_handler_onto_every_loop() {
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let server = thread::spawn(move || {
         untangle::block_on(async move {
-            let server = Server::bind("127.0.0.1:0").await?.threads(2);
-            addr_tx.send(server.local_addr()?).unwrap();
-            server
+            // A shutdown signal set before `threads` carries over.
+            let server = Server::bind("127.0.0.1:0")
+                .await?
                 .with_graceful_shutdown(async move {
                     let _ = stopped.recv().await;
                 })
+                .threads(2);
+            addr_tx.send(server.local_addr()?).unwrap();
+            server
                 .serve(|_req: Request<Body>| async { thread::current().name().unwrap().to_owned() })
                 .await
         })
@@ -461,6 +459,50 @@ fn serve_clones_a_send_handler_onto_every_loop() {
     drop(conn);
     stop.send_blocking(()).unwrap();
     server.join().unwrap().unwrap();
+}
+
+#[test]
+fn dropping_the_serve_future_shuts_every_loop_down() {
+    let _guard = watchdog("dropping_the_serve_future_shuts_every_loop_down");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (served_tx, served_rx) = mpsc::channel::<()>();
+    let (cancel, cancelled) = async_channel::bounded::<()>(1);
+    let server = thread::spawn(move || {
+        untangle::block_on(async move {
+            let server = Server::bind("127.0.0.1:0").await.unwrap().threads(2);
+            addr_tx.send(server.local_addr().unwrap()).unwrap();
+            let serving = server.serve(move |_req: Request<Body>| {
+                let served = served_tx.clone();
+                async move {
+                    let _ = served.send(());
+                    "hi"
+                }
+            });
+            // The serve future is dropped when `cancelled` completes first.
+            let outcome = serving
+                .or(async move {
+                    let _ = cancelled.recv().await;
+                    Ok(())
+                })
+                .await;
+            outcome.unwrap();
+        })
+    });
+    let addr = addr_rx.recv_timeout(HANG_GUARD).unwrap();
+    let mut conn = connect(addr);
+    assert_eq!(get(&mut conn, "/").0, "HTTP/1.1 200 OK");
+    served_rx.recv_timeout(HANG_GUARD).unwrap();
+    cancel.send_blocking(()).unwrap();
+    server.join().unwrap();
+    // The idle connection is closed and both listeners go away.
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let deadline = Instant::now() + HANG_GUARD;
+    while TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "a loop kept its listener open");
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Counts drops in a shared counter.
