@@ -168,8 +168,7 @@ impl Threads {
             match builder.spawn(move || worker(index, cpu, &*f, &state)) {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
-                    // Let the started ones stop and end before failing, and the unstarted ones
-                    // count as finished.
+                    // Stop the started ones and wait for them to end before failing.
                     shared.stop.set();
                     for handle in handles {
                         let _ = handle.join();
