@@ -10,11 +10,16 @@
 //! embedded service this example starts itself on another local port, answering like httpbin's
 //! `/ip` (`{"origin": "<client ip>"}`), so no internet is needed. Set `UPSTREAM=https://…` to
 //! fetch something else, and `ADDR` to listen elsewhere.
+//!
+//! Ctrl-C (`SIGINT`) or `SIGTERM` shuts the server down gracefully: it stops accepting, lets
+//! in-flight requests finish, then exits. A second signal exits at once.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use futures_lite::StreamExt;
 use untangle::http::{self, header, Body, HeaderValue, Request, Response, Server, StatusCode};
+use untangle::signal::{Signals, SIGINT, SIGTERM};
 
 /// The embedded upstream: `{"origin": "<client ip>"}` like httpbin's `/ip`.
 async fn ip(req: Request<Body>) -> Response<Body> {
@@ -46,21 +51,49 @@ fn main() -> std::io::Result<()> {
         };
         let upstream = Rc::new(upstream);
         eprintln!("upstream: {upstream}; try: curl http://{addr}/");
-        http::run_server(addr.as_str(), move |_req: Request<Body>| {
-            let upstream = upstream.clone();
-            async move {
-                // Reads like blocking code; the task suspends while the upstream answers.
-                match http::get(upstream.as_str()).await {
-                    Ok(response) => Response::new(response.into_body()),
-                    Err(err) => {
-                        let mut response = Response::new(Body::from(format!("{err}\n")));
-                        *response.status_mut() = StatusCode::BAD_GATEWAY;
-                        response
+        // Registered now, before serving, so no signal is missed.
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let shutdown = async move {
+            let name = |sig| {
+                if sig == Some(SIGINT) {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                }
+            };
+            let first = signals.next().await;
+            log::info!(
+                "{}: shutting down gracefully (again to exit at once)",
+                name(first)
+            );
+            untangle::spawn(async move {
+                let second = signals.next().await;
+                log::warn!("{}: exiting now", name(second));
+                std::process::exit(130);
+            })
+            .detach();
+        };
+        let server = Server::bind(addr.as_str()).await?;
+        log::info!("HTTP server running at http://{}", server.local_addr()?);
+        let served = server
+            .with_graceful_shutdown(shutdown)
+            .serve(move |_req: Request<Body>| {
+                let upstream = upstream.clone();
+                async move {
+                    // Reads like blocking code; the task suspends while the upstream answers.
+                    match http::get(upstream.as_str()).await {
+                        Ok(response) => Response::new(response.into_body()),
+                        Err(err) => {
+                            let mut response = Response::new(Body::from(format!("{err}\n")));
+                            *response.status_mut() = StatusCode::BAD_GATEWAY;
+                            response
+                        }
                     }
                 }
-            }
-        })
-        .await
+            });
+        served.await?;
+        log::info!("server stopped");
+        Ok(())
     })
 }
 

@@ -1,6 +1,10 @@
 //! TechEmpower-style `/plaintext` and `/json` server, for benchmarks.
 //!
 //! Run: `cargo run --release --example plaintext -- 127.0.0.1:8080`
+//!
+//! `UNTANGLE_THREADS=N` serves on N loops, one per thread, each with its own `SO_REUSEPORT`
+//! listener ([`Server::threads`]); `UNTANGLE_PIN=1` also pins loop `i` to the `i`-th allowed
+//! CPU (use with `taskset`). Without `UNTANGLE_THREADS` the server runs on the main thread.
 
 use untangle::http::Body;
 use untangle::http::{header, HeaderValue, Request, Response, Server, StatusCode};
@@ -35,6 +39,16 @@ fn main() -> std::io::Result<()> {
     untangle::block_on(async {
         let server = Server::bind(addr.as_str()).await?;
         eprintln!("plaintext server on http://{}", server.local_addr()?);
-        server.serve(handle).await
+        match std::env::var("UNTANGLE_THREADS") {
+            Ok(n) => {
+                let n: usize = n.parse().map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "UNTANGLE_THREADS=N")
+                })?;
+                let pin = std::env::var("UNTANGLE_PIN").is_ok_and(|v| v == "1");
+                eprintln!("{n} threads{}", if pin { ", pinned" } else { "" });
+                server.threads(n).pin_to_cpus(pin).serve(handle).await
+            }
+            Err(_) => server.serve(handle).await,
+        }
     })
 }

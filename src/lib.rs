@@ -9,6 +9,8 @@
 //! - [`net`] has TCP, UDP and Unix sockets implementing futures-io `AsyncRead`/`AsyncWrite`;
 //! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool;
 //! - `compat` (feature `hyper`) runs hyper 1.x, and through hyper-util axum and tower, on untangle.
+//! - [`run_on_threads`] runs one loop per thread (thread-per-core), [`signal`] awaits Unix
+//!   signals such as Ctrl-C.
 //!
 //! ```
 //! use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -52,12 +54,14 @@ mod blocking;
 mod executor;
 mod io;
 mod reactor;
+mod threads;
 mod timer;
 
 #[cfg(feature = "hyper")]
 pub mod compat;
 pub mod http;
 pub mod net;
+pub mod signal;
 pub mod time;
 
 pub use blocking::{
@@ -65,3 +69,4 @@ pub use blocking::{
 };
 pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
 pub use io::{Async, Ready};
+pub use threads::{run_on_threads, ThreadGroup, Threads};

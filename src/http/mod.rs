@@ -34,7 +34,7 @@ pub use body::{Body, DEFAULT_BODY_LIMIT};
 pub use client::{get, Client, ClientBuilder};
 pub use error::{Error, ErrorKind};
 pub use response::IntoResponse;
-pub use server::{run_server, Server};
+pub use server::{run_server, Server, ThreadedServer};
 
 pub use http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,

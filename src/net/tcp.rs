@@ -94,6 +94,44 @@ impl TcpListener {
         .await
     }
 
+    /// Like [`bind`](TcpListener::bind), with `SO_REUSEPORT` too: several listeners (on
+    /// several threads, or processes of the same user) may bind the same address, and the kernel
+    /// spreads new connections between them. This is how each loop of a thread-per-core server
+    /// gets its own listener (see [`Server::threads`](crate::http::Server::threads)).
+    ///
+    /// Every socket sharing the port must set `SO_REUSEPORT`: binding here next to a listener
+    /// from [`bind`](TcpListener::bind) fails with `AddrInUse`. With port 0, bind the first
+    /// listener, then the others to its [`local_addr`](TcpListener::local_addr).
+    ///
+    /// # Example
+    /// ```
+    /// use untangle::net::{TcpListener, TcpStream};
+    ///
+    /// untangle::block_on(async {
+    ///     let first = TcpListener::bind_reuse_port("127.0.0.1:0").await?;
+    ///     let addr = first.local_addr()?;
+    ///     let second = TcpListener::bind_reuse_port(addr).await?;
+    ///     assert_eq!(second.local_addr()?, addr);
+    ///     let _client = TcpStream::connect(addr).await?; // accepted by one of the two
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn bind_reuse_port<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        each_addr(addr, |addr| async move {
+            let fd = new_socket(&addr)?;
+            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+            rustix::net::sockopt::set_socket_reuseport(&fd, true)?;
+            rustix::net::bind(&fd, &addr)?;
+            rustix::net::listen(&fd, BACKLOG)?;
+            let listener = std::net::TcpListener::from(fd);
+            Ok(TcpListener {
+                inner: Arc::new(Async::new_nonblocking(listener, false)?),
+            })
+        })
+        .await
+    }
+
     /// Waits for a connection and returns it with the peer's address.
     ///
     /// The accepted socket is non-blocking and close-on-exec from the start (`accept4`).
