@@ -421,11 +421,9 @@ fn sample<R: Runtime>(rt: &R, bench: &Bench) -> f64 {
 /// whose futures hold a 64-byte payload and wait forever, lets each run once, and counts the
 /// bytes still allocated (the handles' `Vec` is allocated before counting starts).
 fn task_memory<R: Runtime>(rt: &R) -> (usize, f64) {
-    fn waiting_task(payload: [u8; 64]) -> impl Future<Output = u8> + 'static {
-        async move {
-            futures_lite::future::pending::<()>().await;
-            payload[0]
-        }
+    async fn waiting_task(payload: [u8; 64]) -> u8 {
+        futures_lite::future::pending::<()>().await;
+        payload[0]
     }
     let future_size = std::mem::size_of_val(&waiting_task([0; 64]));
     let per_task = rt.block_on(async {
