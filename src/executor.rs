@@ -35,7 +35,6 @@ use std::task::{Context, Poll, Wake, Waker};
 use crate::reactor::{Buffers, Reactor};
 use async_task::{ScheduleInfo, WithInfo};
 use concurrent_queue::ConcurrentQueue;
-use futures_lite::FutureExt;
 
 /// How many task polls the loop performs before it checks I/O and timers again (tokio uses the
 /// same number).
@@ -517,11 +516,35 @@ impl Drop for Panicked {
     }
 }
 
-/// Wraps a task's future so a panic ends the task, not the loop. `AssertUnwindSafe` is sound
-/// here because a panicked task is never polled again.
-fn catch_panics<F: Future>(future: F) -> impl Future<Output = Result<F::Output, Panicked>> {
-    let future = AssertUnwindSafe(future);
-    async move { future.catch_unwind().await.map_err(|p| Panicked(Some(p))) }
+/// Wraps a task's future so a panic ends the task, not the loop.
+///
+/// A hand-written future rather than an `async` block around `catch_unwind()`: an `async`
+/// block keeps the captured future and the future it awaits in separate fields, which would
+/// store every task's future twice.
+fn catch_panics<F: Future>(future: F) -> CatchPanics<F> {
+    CatchPanics { future }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`catch_panics`].
+    struct CatchPanics<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for CatchPanics<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        // `AssertUnwindSafe` is sound here because a panicked task is never polled again.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(Panicked(Some(payload)))),
+        }
+    }
 }
 
 /// A spawned task: await it for its output.
