@@ -2,8 +2,8 @@
 //!
 //! Tasks are `async_task` runnables. A wake on the loop's own thread pushes the runnable onto a
 //! plain `VecDeque` (no atomics, no eventfd). A wake from another thread pushes onto a
-//! `ConcurrentQueue` and notifies the poller, but only when the loop is asleep or about to sleep,
-//! and at most once per sleep (see [`Shared::notify`]).
+//! `ConcurrentQueue` and notifies the reactor (one eventfd write), but only when the loop is
+//! asleep or about to sleep, and at most once per sleep (see [`Shared::notify`]).
 //!
 //! The schedule function is a plain `fn` (it finds the loop through the task's metadata, an
 //! `Arc<Shared>`): `async_task` then skips the reference-count increment and decrement it
