@@ -12,15 +12,66 @@
 //! - `timers`: 20,000 tasks each sleep 1 ms concurrently (total time / 20,000, nothing
 //!   subtracted, so the 1 ms sleep itself adds 50 ns/op).
 //!
+//! Two more figures follow the table (untangle only, plus peers for the memory figure):
+//! - `task_memory`: heap bytes still allocated per pending task after spawning 100,000 tasks and
+//!   polling each once, minus the size of the future passed to `spawn` (counted by a
+//!   `#[global_allocator]` wrapper that is switched on only around that measurement);
+//! - `timers_scaling`: the `timers` benchmark's ns per timer with 1,000,000 concurrent sleeps
+//!   divided by the same with 20,000 (a timer structure with O(1) or O(log n) operations and
+//!   good locality keeps this near 1).
+//!
 //! Each sample is `reps` calls of the runtime's `block_on` on one run of the benchmark. After
 //! `WARMUP` rounds, `ROUNDS` rounds are measured, the runtimes interleaved within each round
 //! (untangle, tokio, smol, untangle, tokio, smol, ...); the table shows the median ns/op.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// The system allocator, counting live bytes while [`COUNTING`] is on (off, it costs one
+/// relaxed load per call, the same for every runtime).
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; the counters have no effect on the
+// memory handed out.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Rounds run and thrown away before measuring.
 const WARMUP: usize = 3;
@@ -34,6 +85,12 @@ const PING_PONGS: usize = 10_000;
 const CHAIN_DEPTH: usize = 1_000;
 const TIMERS: usize = 20_000;
 const TIMER_SLEEP: Duration = Duration::from_millis(1);
+/// Tasks spawned by the `task_memory` measurement.
+const MEMORY_TASKS: usize = 100_000;
+/// Concurrent sleeps of the large `timers_scaling` run (the small one uses [`TIMERS`]).
+const MANY_TIMERS: usize = 1_000_000;
+/// Interleaved rounds of `timers_scaling`.
+const SCALING_ROUNDS: usize = 5;
 
 /// What the benchmarks need from a runtime.
 trait Runtime {
@@ -263,7 +320,11 @@ async fn chained_spawn<R: Runtime>() -> usize {
 }
 
 async fn timers<R: Runtime>() -> usize {
-    let tasks: Vec<_> = (0..TIMERS)
+    timers_n::<R>(TIMERS).await
+}
+
+async fn timers_n<R: Runtime>(n: usize) -> usize {
+    let tasks: Vec<_> = (0..n)
         .map(|_| {
             R::spawn(async {
                 R::sleep(TIMER_SLEEP).await;
@@ -356,6 +417,81 @@ fn sample<R: Runtime>(rt: &R, bench: &Bench) -> f64 {
     elapsed.as_nanos() as f64 / (bench.reps * bench.ops) as f64
 }
 
+/// Heap bytes per pending task beyond the future's own size: spawns [`MEMORY_TASKS`] tasks
+/// whose futures hold a 64-byte payload and wait forever, lets each run once, and counts the
+/// bytes still allocated (the handles' `Vec` is allocated before counting starts).
+fn task_memory<R: Runtime>(rt: &R) -> (usize, f64) {
+    async fn waiting_task(payload: [u8; 64]) -> u8 {
+        futures_lite::future::pending::<()>().await;
+        payload[0]
+    }
+    let future_size = std::mem::size_of_val(&waiting_task([0; 64]));
+    let per_task = rt.block_on(async {
+        let mut tasks = Vec::with_capacity(MEMORY_TASKS);
+        R::yield_now().await;
+        LIVE_BYTES.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for i in 0..MEMORY_TASKS {
+            tasks.push(R::spawn(waiting_task([i as u8; 64])));
+        }
+        // Let every task run once and park.
+        R::yield_now().await;
+        R::yield_now().await;
+        COUNTING.store(false, Ordering::SeqCst);
+        let live = LIVE_BYTES.load(Ordering::SeqCst);
+        drop(tasks);
+        R::yield_now().await;
+        live as f64 / MEMORY_TASKS as f64
+    });
+    (future_size, per_task - future_size as f64)
+}
+
+/// CPU time of the calling thread so far, in ns (first field of `/proc/thread-self/schedstat`):
+/// unlike wall time it leaves out the time the loop sleeps waiting for the deadlines.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat readable")
+}
+
+/// CPU ns per timer with `n` concurrent sleeps on untangle: `n` tasks each sleep until a
+/// deadline spread over 10 ms, after a lead time long enough for every task to have started
+/// sleeping before the first deadline (checked: each task, when it wakes, sees all `n` asleep).
+fn timers_scaling_sample(n: usize) -> f64 {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let lead = Duration::from_millis(20) + Duration::from_micros(3) * n as u32;
+    let started = Rc::new(Cell::new(0usize));
+    let cpu = thread_cpu_ns();
+    let concurrent = untangle::block_on(async {
+        let base = Instant::now() + lead;
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let started = started.clone();
+                // A scrambled order of deadlines, so inserts are not all at one end.
+                let offset = Duration::from_nanos((i as u64 * 7_919_993) % 10_000_000);
+                untangle::spawn(async move {
+                    started.set(started.get() + 1);
+                    untangle::time::sleep_until(base + offset).await;
+                    started.get() == n
+                })
+            })
+            .collect();
+        let mut all = true;
+        for task in tasks {
+            all &= task.await;
+        }
+        all
+    });
+    let ns = (thread_cpu_ns() - cpu) as f64 / n as f64;
+    assert!(
+        concurrent,
+        "timers_scaling: the lead time was too short for {n} sleeps"
+    );
+    ns
+}
+
 /// The `q` quantile (0..=1) of sorted samples, interpolated linearly.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
@@ -388,7 +524,10 @@ fn main() {
         .iter()
         .filter(|b| filters.is_empty() || filters.iter().any(|f| b.name.contains(f.as_str())))
         .collect();
-    if selected.is_empty() {
+    let wants =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    let extra = ["task_memory", "timers_scaling"];
+    if selected.is_empty() && !extra.iter().any(|name| wants(name)) {
         eprintln!("no benchmark matches {filters:?}");
         return;
     }
@@ -397,6 +536,14 @@ fn main() {
     let tokio = Tokio::new();
     let smol = Smol;
 
+    if !selected.is_empty() {
+        table(&selected, &untangle, &tokio, &smol);
+    }
+    extras(&wants, &untangle, &tokio, &smol);
+}
+
+/// The scheduler table: every selected benchmark on the three runtimes, interleaved.
+fn table(selected: &[&Bench], untangle: &Untangle, tokio: &Tokio, smol: &Smol) {
     println!(
         "{} warm-up + {} measured rounds per benchmark, runtimes interleaved; median ns/op",
         WARMUP, ROUNDS
@@ -412,13 +559,13 @@ fn main() {
     );
     let total = Instant::now();
     let mut spreads = Vec::new();
-    for bench in selected {
+    for &bench in selected {
         let mut results: [Vec<f64>; 3] = Default::default();
         for round in 0..WARMUP + ROUNDS {
             let ns = [
-                sample(&untangle, bench),
-                sample(&tokio, bench),
-                sample(&smol, bench),
+                sample(untangle, bench),
+                sample(tokio, bench),
+                sample(smol, bench),
             ];
             if round >= WARMUP {
                 for (samples, ns) in results.iter_mut().zip(ns) {
@@ -452,4 +599,37 @@ fn main() {
         "total {:.1} s; runs per sample: spawn_many 4, ping_pong 4, chained_spawn 40, others 1",
         total.elapsed().as_secs_f64()
     );
+}
+
+/// The figures after the table: memory per task and timer scaling.
+fn extras(wants: &dyn Fn(&str) -> bool, untangle: &Untangle, tokio: &Tokio, smol: &Smol) {
+    if wants("task_memory") {
+        println!();
+        println!("task_memory: heap bytes per pending task beyond the future's own size");
+        let (size, u) = task_memory(untangle);
+        let (_, t) = task_memory(tokio);
+        let (_, s) = task_memory(smol);
+        println!(
+            "  future {size} bytes; untangle {u:.0} B/task, tokio {t:.0} B/task, smol {s:.0} B/task"
+        );
+    }
+    if wants("timers_scaling") {
+        println!();
+        println!(
+            "timers_scaling: untangle CPU ns per timer (spawn, sleep, wake, join) with \
+             {MANY_TIMERS} vs {TIMERS} concurrent sleeps, {SCALING_ROUNDS} interleaved rounds, \
+             medians"
+        );
+        let (mut small, mut large) = (Vec::new(), Vec::new());
+        timers_scaling_sample(TIMERS);
+        for _ in 0..SCALING_ROUNDS {
+            small.push(timers_scaling_sample(TIMERS));
+            large.push(timers_scaling_sample(MANY_TIMERS));
+        }
+        let (small, large) = (summarize(small).median, summarize(large).median);
+        println!(
+            "  {TIMERS}: {small:.1} ns/timer; {MANY_TIMERS}: {large:.1} ns/timer; ratio {:.2}",
+            large / small
+        );
+    }
 }

@@ -2,15 +2,22 @@
 //!
 //! Tasks are `async_task` runnables. A wake on the loop's own thread pushes the runnable onto a
 //! plain `VecDeque` (no atomics, no eventfd). A wake from another thread pushes onto a
-//! `ConcurrentQueue` and notifies the poller, but only when the loop is asleep or about to sleep,
-//! and at most once per sleep (see [`Shared::notify`]).
+//! `ConcurrentQueue` and notifies the reactor (one eventfd write), but only when the loop is
+//! asleep or about to sleep, and at most once per sleep (see [`Shared::notify`]).
+//!
+//! The schedule function is a plain `fn` (it finds the loop through the task's metadata, an
+//! `Arc<Shared>`): `async_task` then skips the reference-count increment and decrement it
+//! otherwise wraps around every schedule call, and a wake by value hands its reference straight
+//! to the runnable.
 //!
 //! # Scheduling guarantees
 //! - Tasks run in the order they were woken (FIFO), the `block_on` future counting as a task.
 //! - After at most [`BUDGET`] (61) task polls in a row, the loop checks I/O and timers with a
 //!   non-blocking wait before running more tasks, so a task that wakes itself forever cannot
 //!   starve sockets, timers or the tasks they wake.
-//! - [`yield_now`] puts the task behind every other ready task *and* behind an I/O check.
+//! - [`yield_now`] puts the task behind every other ready task *and* behind an I/O check. So
+//!   does any wake of a task while it is running (a task waking itself), which is how
+//!   `yield_now` works inside tasks: one atomic operation, no waker clone.
 //! - When nothing is ready, the loop blocks in the poller until the next timer deadline (or
 //!   forever when there is none): an idle loop uses no CPU.
 
@@ -26,9 +33,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::reactor::{Buffers, Reactor};
-use async_task::Runnable;
+use async_task::{ScheduleInfo, WithInfo};
 use concurrent_queue::ConcurrentQueue;
-use futures_lite::FutureExt;
 
 /// How many task polls the loop performs before it checks I/O and timers again (tokio uses the
 /// same number).
@@ -37,6 +43,9 @@ pub const BUDGET: usize = 61;
 /// How many events one wait can return; a large buffer spreads the cost of a wait over many
 /// ready sockets.
 const EVENTS_CAPACITY: usize = 1024;
+
+/// A task ready to run; its metadata is the loop it belongs to.
+type Runnable = async_task::Runnable<Arc<Shared>>;
 
 const AWAKE: u8 = 0;
 const SLEEPING: u8 = 1;
@@ -76,18 +85,30 @@ impl Shared {
             self.reactor.notify();
         }
     }
+}
 
-    /// Schedules a runnable of this loop from whatever thread woke it.
-    fn schedule(self: &Arc<Self>, runnable: Runnable) {
-        if ptr::eq(CURRENT.with(Cell::get), Arc::as_ptr(self)) {
-            // On the loop's own thread: the plain local queue.
-            match LOCAL.try_with(|local| local.queue.borrow_mut().push_back(runnable)) {
-                Ok(()) => {}
-                Err(_) => log::debug!("untangle: task woken while its thread is exiting"),
+/// The schedule function of every task: from whatever thread woke it, queues the runnable on
+/// its loop (found in the task's metadata).
+///
+/// A plain `fn`, so `async_task` needs no temporary reference around the call.
+fn schedule(runnable: Runnable, info: ScheduleInfo) {
+    if ptr::eq(CURRENT.with(Cell::get), Arc::as_ptr(runnable.metadata())) {
+        // On the loop's own thread: a plain local queue. `CURRENT` points to this loop only
+        // while its `Local` is alive and not being dropped (`Local::drop` clears it first), so
+        // `LOCAL.with` cannot fail here. A task woken while it runs (it woke itself, as
+        // `yield_now` does) waits behind the next I/O check.
+        LOCAL.with(|local| {
+            if info.woken_while_running {
+                local.deferred.borrow_mut().push_back(runnable);
+            } else {
+                local.queue.borrow_mut().push_back(runnable);
             }
-        } else {
-            self.push_remote(runnable);
-        }
+        });
+    } else {
+        // The reference keeps `Shared` alive through the notification, even if the loop runs
+        // and frees the task as soon as it is pushed.
+        let shared = runnable.metadata().clone();
+        shared.push_remote(runnable);
     }
 }
 
@@ -95,8 +116,12 @@ impl Shared {
 struct Local {
     shared: Arc<Shared>,
     queue: RefCell<VecDeque<Runnable>>,
-    /// Wakers of tasks that called `yield_now`: woken after the next I/O check.
+    /// Tasks woken while they ran (`yield_now` in a task): queued after the next I/O check.
+    deferred: RefCell<VecDeque<Runnable>>,
+    /// Wakers of a `block_on` future that called `yield_now`: woken after the next I/O check.
     yielded: RefCell<Vec<Waker>>,
+    /// Whether the `block_on` future (not a task) is being polled, for `yield_now`.
+    polling_main: Cell<bool>,
     buffers: RefCell<Buffers>,
     running: Cell<bool>,
 }
@@ -122,7 +147,9 @@ impl Local {
         Local {
             shared,
             queue: RefCell::new(VecDeque::with_capacity(256)),
+            deferred: RefCell::new(VecDeque::new()),
             yielded: RefCell::new(Vec::new()),
+            polling_main: Cell::new(false),
             buffers: RefCell::new(Buffers::new(EVENTS_CAPACITY)),
             running: Cell::new(false),
         }
@@ -165,6 +192,12 @@ impl Local {
                 Err(_) => break,
             }
         }
+        {
+            let mut deferred = self.deferred.borrow_mut();
+            if !deferred.is_empty() {
+                self.queue.borrow_mut().append(&mut deferred);
+            }
+        }
         let yielded = std::mem::take(&mut *self.yielded.borrow_mut());
         for waker in yielded {
             waker.wake();
@@ -176,9 +209,9 @@ impl Local {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let shared = self.shared.clone();
-        let (runnable, task) =
-            async_task::spawn_local(catch_panics(future), move |r| shared.schedule(r));
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(self.shared.clone())
+            .spawn_local(move |_| catch_panics(future), WithInfo(schedule));
         self.queue.borrow_mut().push_back(runnable);
         Task(task)
     }
@@ -194,6 +227,7 @@ impl Drop for Local {
         // that the dropped future's destructor takes (an async-channel waking its receivers).
         CURRENT.with(|c| c.set(ptr::null()));
         drop(std::mem::take(&mut *self.yielded.borrow_mut()));
+        drop(std::mem::take(&mut *self.deferred.borrow_mut()));
         // Tasks parked on a timer or an fd are referenced only by their wakers in the reactor,
         // and the reactor by them: dropping the wakers releases the tasks.
         drop(self.shared.reactor.take_wakers());
@@ -294,7 +328,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 if main.woken.load(Ordering::Acquire) && (ahead == 0 || local.local_is_empty()) {
                     main.woken.store(false, Ordering::Relaxed);
                     polls += 1;
-                    if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    local.polling_main.set(true);
+                    let poll = future.as_mut().poll(&mut cx);
+                    local.polling_main.set(false);
+                    if let Poll::Ready(out) = poll {
                         return out;
                     }
                     ahead = local.queue.borrow().len();
@@ -311,6 +348,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             }
             let idle = polls < BUDGET
                 && local.yielded.borrow().is_empty()
+                && local.deferred.borrow().is_empty()
                 && !main.woken.load(Ordering::Relaxed)
                 && !local.has_ready();
             local.park(idle, &main);
@@ -384,17 +422,21 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        let deferred = LOCAL
-            .try_with(|local| {
-                if local.running.get() {
-                    local.yielded.borrow_mut().push(cx.waker().clone());
-                    true
-                } else {
-                    false
-                }
-            })
-            .unwrap_or(false);
-        if !deferred {
+        // In a task, waking itself while it runs is enough: the schedule function queues it
+        // behind the next I/O check. The `block_on` future is no task, so its waker is kept
+        // and woken after the next I/O check instead. (`CURRENT` is null on a thread without a
+        // loop, so this never creates one.)
+        let main = !CURRENT.with(Cell::get).is_null()
+            && LOCAL
+                .try_with(|local| {
+                    let main = local.running.get() && local.polling_main.get();
+                    if main {
+                        local.yielded.borrow_mut().push(cx.waker().clone());
+                    }
+                    main
+                })
+                .unwrap_or(false);
+        if !main {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
@@ -437,8 +479,9 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let shared = self.shared.clone();
-        let (runnable, task) = async_task::spawn(catch_panics(future), move |r| shared.schedule(r));
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(self.shared.clone())
+            .spawn(move |_| catch_panics(future), WithInfo(schedule));
         runnable.schedule();
         Task(task)
     }
@@ -473,11 +516,35 @@ impl Drop for Panicked {
     }
 }
 
-/// Wraps a task's future so a panic ends the task, not the loop. `AssertUnwindSafe` is sound
-/// here because a panicked task is never polled again.
-fn catch_panics<F: Future>(future: F) -> impl Future<Output = Result<F::Output, Panicked>> {
-    let future = AssertUnwindSafe(future);
-    async move { future.catch_unwind().await.map_err(|p| Panicked(Some(p))) }
+/// Wraps a task's future so a panic ends the task, not the loop.
+///
+/// A hand-written future rather than an `async` block around `catch_unwind()`: an `async`
+/// block keeps the captured future and the future it awaits in separate fields, which would
+/// store every task's future twice.
+fn catch_panics<F: Future>(future: F) -> CatchPanics<F> {
+    CatchPanics { future }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`catch_panics`].
+    struct CatchPanics<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for CatchPanics<F> {
+    type Output = Result<F::Output, Panicked>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        // `AssertUnwindSafe` is sound here because a panicked task is never polled again.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(Panicked(Some(payload)))),
+        }
+    }
 }
 
 /// A spawned task: await it for its output.
@@ -490,7 +557,7 @@ fn catch_panics<F: Future>(future: F) -> impl Future<Output = Result<F::Output, 
 /// If the task panics, the panic is caught so the loop goes on; awaiting the `Task` re-raises
 /// it, and a panic of a task nobody awaits is logged with `log::error!`.
 #[must_use = "dropping a Task cancels it; call .detach() to let it run"]
-pub struct Task<T>(async_task::Task<Result<T, Panicked>>);
+pub struct Task<T>(async_task::Task<Result<T, Panicked>, Arc<Shared>>);
 
 impl<T> Task<T> {
     /// Lets the task run to completion without a handle; its output is dropped.

@@ -142,8 +142,7 @@ impl<T: AsFd> Async<T> {
 
     /// Polls a non-blocking operation in `dir`. When `drained` says the result proves the fd
     /// can take nothing more (a short write on a stream socket), readiness is cleared without
-    /// a second syscall that would fail with `WouldBlock`. (A short read proves nothing: EOF
-    /// may still be waiting behind it; see the reactor's module docs.)
+    /// a second syscall that would fail with `WouldBlock`.
     pub(crate) fn poll_op<R>(
         &self,
         dir: usize,
@@ -161,6 +160,37 @@ impl<T: AsFd> Async<T> {
                         self.source.clear(dir, seq);
                     }
                     return Poll::Ready(Ok(value));
+                }
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// Polls a read of up to `len` bytes from a *stream socket*. A short read (some bytes, fewer
+    /// than asked) emptied the receive queue, so read readiness is cleared at once, sparing the
+    /// `recv` that would fail with `WouldBlock`; the next data brings a new edge. Not when the
+    /// peer's FIN has been seen (the reactor's sticky read-closed bit): then EOF waits behind
+    /// the data and no further edge would announce it. EOF itself (0 bytes) keeps readiness:
+    /// every later read returns EOF at once.
+    ///
+    /// Only for sockets whose short reads mean "drained" (TCP, Unix streams); a tty or a
+    /// datagram socket may return less than asked with more queued.
+    pub(crate) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let seq = ready!(self.source.poll_ready(READ, cx));
+            match op(self.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(READ, seq),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.source.clear_drained_read(seq);
+                    }
+                    return Poll::Ready(Ok(n));
                 }
                 Err(err) => return Poll::Ready(Err(err)),
             }

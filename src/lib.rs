@@ -49,6 +49,7 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 mod blocking;
 mod executor;
@@ -70,3 +71,10 @@ pub use blocking::{
 pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
 pub use io::{Async, Ready};
 pub use threads::{run_on_threads, ThreadGroup, Threads};
+
+/// The number of fds registered with the calling thread's loop (for tests that check that
+/// cancelled tasks release their sockets). Not part of the public API.
+#[doc(hidden)]
+pub fn __live_sources() -> usize {
+    reactor::live_sources()
+}

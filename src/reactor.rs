@@ -1,26 +1,45 @@
-//! The reactor: a `polling::Poller` (epoll) per loop, the registered sources with their cached
-//! readiness and wakers, and the loop's timers.
+//! The reactor: one epoll instance per loop, the registered sources with their cached readiness
+//! and wakers, and the loop's timers.
 //!
-//! Every fd is registered once, edge-triggered, for both directions. An event sets the cached
-//! readiness of a direction and bumps its sequence number; an operation that then fails with
-//! `WouldBlock` (or, on stream sockets, writes less than asked) clears the readiness it
-//! observed, but only if no newer event arrived in between. So a keep-alive exchange costs one
-//! `recv`, one `send`, one `recv` that fails with `WouldBlock` and a share of one wait, with no
-//! `epoll_ctl` to re-arm.
+//! # One syscall per wait
+//! The reactor talks to epoll directly through rustix's safe wrappers. A wait is a single
+//! `epoll_wait`, its timeout the next timer deadline rounded *up* to whole milliseconds (so a
+//! wait never ends before the deadline it waits for) or infinite when no timer is pending. Other
+//! threads interrupt it through an eventfd registered once, edge-triggered; a notification is
+//! one `write` to it (made only while the loop sleeps or is about to, see the executor). The
+//! eventfd is never read: with `EPOLLET` every write is a new edge whatever the counter holds, and
+//! the 64-bit counter cannot realistically fill up (should a write ever find it full, the
+//! notifier resets it and writes again). So a cross-thread wake costs one `write`, and a wait
+//! costs one `epoll_wait`, where `polling` 3.11 spent five syscalls (`timerfd_settime`,
+//! `epoll_ctl`, `epoll_pwait`, an eventfd `read` and another `epoll_ctl`).
 //!
-//! A short *read* does not clear readiness: the peer's FIN can arrive together with the last
-//! data and be reported by the same edge-triggered event, and `polling` does not report
-//! `EPOLLRDHUP`, so after a short read only another `recv` can tell whether EOF is waiting.
+//! # Readiness, not re-registration
+//! Every fd is registered once, edge-triggered, for `EPOLLIN | EPOLLOUT | EPOLLRDHUP`. An event
+//! sets the cached readiness of a direction and bumps its sequence number; an operation that then
+//! fails with `WouldBlock`, or proves the fd drained (a short read or write on a stream socket),
+//! clears the readiness it observed, but only if no newer event arrived in between. So a
+//! keep-alive exchange costs one `recv`, one `send` and a share of one wait, with no `epoll_ctl`
+//! to re-arm and no `recv` that fails with `WouldBlock`.
 //!
-//! This is the only module with `unsafe`: registering an fd with the poller.
+//! `EPOLLRDHUP` and `EPOLLHUP` set a sticky *read closed* bit. The peer's FIN can arrive with its
+//! last data and be reported by the same edge; a reader that then cleared readiness after its
+//! short read would wait forever for an event that never comes. With the bit set, a short read
+//! leaves readiness alone, so the next read finds the EOF. Hang-ups and errors wake both
+//! directions.
+//!
+//! This module has no `unsafe`: rustix's epoll wrappers take borrowed fds, and the ownership rule
+//! epoll itself needs (deregister before close) is kept by `Async`, which deregisters in its
+//! `Drop` while it still owns the fd.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, PollMode, Poller};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
+use rustix::io::Errno;
 use slab::Slab;
 
 use crate::timer::Timers;
@@ -30,6 +49,13 @@ pub(crate) const READ: usize = 0;
 /// Index of the write direction.
 pub(crate) const WRITE: usize = 1;
 
+/// The epoll key of the notification eventfd; sources use their slab index.
+const NOTIFY_KEY: u64 = u64::MAX;
+
+/// The longest wait timeout, in milliseconds: `epoll_pwait` takes an `int`. A longer sleep just
+/// waits again; a wait that ends before the deadline fires nothing.
+const MAX_TIMEOUT_MS: u128 = i32::MAX as u128;
+
 /// Locks a mutex, ignoring poisoning: no code holding these locks can panic half-way.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -37,28 +63,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The reactor of one loop.
 pub(crate) struct Reactor {
-    poller: Poller,
+    epoll: OwnedFd,
+    /// Written by other threads to interrupt a wait; registered edge-triggered, never read.
+    notify: OwnedFd,
     sources: Mutex<Slab<Arc<Source>>>,
     timers: Mutex<Timers>,
 }
 
 /// Scratch space for one wait, kept by the loop so that waits do not allocate.
 pub(crate) struct Buffers {
-    events: Events,
+    events: Vec<epoll::Event>,
     wakers: Vec<Waker>,
 }
 
 impl Buffers {
     pub(crate) fn new(capacity: usize) -> Buffers {
-        let capacity = std::num::NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         Buffers {
-            events: Events::with_capacity(capacity),
+            events: Vec::with_capacity(capacity.max(1)),
             wakers: Vec::new(),
         }
     }
-}
 
-impl Buffers {
     /// Wakes the tasks collected by the last [`Reactor::poll`].
     pub(crate) fn wake_all(&mut self) {
         for waker in self.wakers.drain(..) {
@@ -67,24 +92,53 @@ impl Buffers {
     }
 }
 
+/// Rounds a wait timeout up to whole milliseconds, the resolution of `epoll_pwait`, so that the
+/// wait cannot end before the deadline it was computed from.
+fn timeout_ms(timeout: Duration) -> Timespec {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(MAX_TIMEOUT_MS) as i64;
+    Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
+    }
+}
+
 impl Reactor {
     pub(crate) fn new() -> io::Result<Reactor> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let notify = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(
+            &epoll,
+            &notify,
+            EventData::new_u64(NOTIFY_KEY),
+            EventFlags::IN | EventFlags::ET,
+        )?;
         Ok(Reactor {
-            poller: Poller::new()?,
+            epoll,
+            notify,
             sources: Mutex::new(Slab::new()),
             timers: Mutex::new(Timers::default()),
         })
     }
 
-    /// Interrupts the current or next blocking wait.
+    /// Interrupts the current or next blocking wait: one eventfd write, a new edge each time.
     pub(crate) fn notify(&self) {
-        if let Err(err) = self.poller.notify() {
-            log::error!("untangle: failed to notify the poller: {err}");
+        let one = 1u64.to_ne_bytes();
+        let result = match rustix::io::write(&self.notify, &one) {
+            // The counter is full (after ~2^64 notifications): reset it and notify again.
+            Err(Errno::AGAIN) => {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&self.notify, &mut buf);
+                rustix::io::write(&self.notify, &one)
+            }
+            other => other,
+        };
+        if let Err(err) = result {
+            log::error!("untangle: failed to notify the loop's eventfd: {err}");
         }
     }
 
-    /// Registers `fd` (once, edge-triggered, both directions). `ready` sets the initial cached
-    /// readiness: true lets the first operation try the syscall at once.
+    /// Registers `fd` (once, edge-triggered, both directions and read hang-up). `ready` sets the
+    /// initial cached readiness: true lets the first operation try the syscall at once.
     pub(crate) fn insert(
         self: &Arc<Self>,
         fd: BorrowedFd<'_>,
@@ -96,15 +150,13 @@ impl Reactor {
         let source = Arc::new(Source {
             reactor: self.clone(),
             key,
-            state: Mutex::new([Direction::new(ready), Direction::new(ready)]),
+            state: Mutex::new(State {
+                dirs: [Direction::new(ready), Direction::new(ready)],
+                read_closed: false,
+            }),
         });
-        // SAFETY: `polling` requires the fd to be removed from the poller before it is closed.
-        // Sources are only created by `Async`, which owns the I/O object and calls
-        // `Reactor::remove` in its `Drop` (and in `into_inner`) before the fd can be closed.
-        unsafe {
-            self.poller
-                .add_with_mode(fd.as_raw_fd(), Event::all(key), PollMode::Edge)?;
-        }
+        let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        epoll::add(&self.epoll, fd, EventData::new_u64(key as u64), interest)?;
         entry.insert(source.clone());
         Ok(source)
     }
@@ -112,10 +164,15 @@ impl Reactor {
     /// Deregisters a source; `fd` must be the fd it was registered with, still open.
     pub(crate) fn remove(&self, source: &Source, fd: BorrowedFd<'_>) {
         let mut sources = lock(&self.sources);
-        if let Err(err) = self.poller.delete(fd) {
+        if let Err(err) = epoll::delete(&self.epoll, fd) {
             log::debug!("untangle: deregistering fd {}: {err}", fd.as_raw_fd());
         }
         sources.try_remove(source.key);
+    }
+
+    /// How many fds are registered.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.sources).len()
     }
 
     /// Adds a timer that wakes `waker` at `deadline`; returns its id.
@@ -144,7 +201,7 @@ impl Reactor {
             .map(|(_, source)| source.clone())
             .collect();
         for source in sources {
-            for direction in lock(&source.state).iter_mut() {
+            for direction in lock(&source.state).dirs.iter_mut() {
                 direction.drain_wakers(&mut out);
             }
         }
@@ -153,11 +210,13 @@ impl Reactor {
 
     /// Collects I/O events and due timers; their wakers are left in `buf` for
     /// [`Buffers::wake_all`], so the loop can mark itself awake first (a wake while it is
-    /// still marked asleep would pay for a needless poller notification).
+    /// still marked asleep would pay for a needless notification).
     ///
     /// With `block`, waits until an event, a notification or the next timer deadline; without,
-    /// only looks (and skips the syscalls entirely when no fd is registered).
+    /// only looks (and skips the syscall entirely when no fd is registered). Either way it is
+    /// at most one `epoll_wait`.
     pub(crate) fn poll(&self, buf: &mut Buffers, block: bool) {
+        // `None` waits forever.
         let mut timeout = Some(Duration::ZERO);
         let mut has_timers = false;
         {
@@ -175,24 +234,41 @@ impl Reactor {
         }
 
         let skip = timeout == Some(Duration::ZERO) && lock(&self.sources).is_empty();
-        if !skip {
-            if let Err(err) = self.poller.wait(&mut buf.events, timeout) {
-                log::error!("untangle: waiting for I/O events failed: {err}");
-            }
+        if skip {
+            return;
+        }
+        let timespec = timeout.map(timeout_ms);
+        buf.events.clear();
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut buf.events),
+            timespec.as_ref(),
+        ) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => log::error!("untangle: epoll_wait failed: {err}"),
+        }
+        if !buf.events.is_empty() {
             let sources = lock(&self.sources);
-            for event in buf.events.iter() {
-                if let Some(source) = sources.get(event.key) {
-                    source.set_ready(event.readable, event.writable, &mut buf.wakers);
+            for event in &buf.events {
+                let key = event.data.u64();
+                if key == NOTIFY_KEY {
+                    continue;
+                }
+                if let Some(source) = sources.get(key as usize) {
+                    source.set_ready(event.flags, &mut buf.wakers);
                 }
             }
-            drop(sources);
-            buf.events.clear();
         }
 
-        if has_timers && !skip {
+        if has_timers {
             lock(&self.timers).expire(Instant::now(), &mut buf.wakers);
         }
     }
+}
+
+/// The number of fds registered with the calling thread's reactor.
+pub(crate) fn live_sources() -> usize {
+    crate::executor::current_reactor().len()
 }
 
 /// The readiness of one direction of a source.
@@ -225,11 +301,20 @@ impl Direction {
     }
 }
 
+/// The mutable part of a source.
+struct State {
+    dirs: [Direction; 2],
+    /// Sticky: the peer closed its write half (`EPOLLRDHUP`) or the fd hung up (`EPOLLHUP`), so
+    /// whatever is left to read ends in EOF, and a short read no longer proves that a further
+    /// read would block.
+    read_closed: bool,
+}
+
 /// A registered fd: cached readiness and wakers per direction.
 pub(crate) struct Source {
     reactor: Arc<Reactor>,
     key: usize,
-    state: Mutex<[Direction; 2]>,
+    state: Mutex<State>,
 }
 
 impl Source {
@@ -241,7 +326,7 @@ impl Source {
     /// `Ready(seq)` when the direction may be ready; otherwise stores the (single) waker.
     pub(crate) fn poll_ready(&self, dir: usize, cx: &mut Context<'_>) -> Poll<u64> {
         let mut state = lock(&self.state);
-        let d = &mut state[dir];
+        let d = &mut state.dirs[dir];
         if d.ready {
             return Poll::Ready(d.seq);
         }
@@ -261,7 +346,7 @@ impl Source {
         slot: &mut Option<usize>,
     ) -> Poll<u64> {
         let mut state = lock(&self.state);
-        let d = &mut state[dir];
+        let d = &mut state.dirs[dir];
         if d.ready {
             if let Some(key) = slot.take() {
                 d.waiters.try_remove(key);
@@ -278,27 +363,68 @@ impl Source {
 
     /// Frees a waiter slot of a dropped future.
     pub(crate) fn remove_waiter(&self, dir: usize, key: usize) {
-        lock(&self.state)[dir].waiters.try_remove(key);
+        lock(&self.state).dirs[dir].waiters.try_remove(key);
     }
 
     /// Clears cached readiness observed at `seq`, unless an event arrived since.
     pub(crate) fn clear(&self, dir: usize, seq: u64) {
         let mut state = lock(&self.state);
-        let d = &mut state[dir];
+        let d = &mut state.dirs[dir];
         if d.seq == seq {
             d.ready = false;
         }
     }
 
-    fn set_ready(&self, readable: bool, writable: bool, out: &mut Vec<Waker>) {
+    /// After a short read from a stream socket: clears read readiness observed at `seq`, unless
+    /// an event arrived since or the read side is closed (then EOF is still to be read, and no
+    /// further edge would report it).
+    pub(crate) fn clear_drained_read(&self, seq: u64) {
         let mut state = lock(&self.state);
+        if state.read_closed {
+            return;
+        }
+        let d = &mut state.dirs[READ];
+        if d.seq == seq {
+            d.ready = false;
+        }
+    }
+
+    fn set_ready(&self, flags: EventFlags, out: &mut Vec<Waker>) {
+        let mut state = lock(&self.state);
+        let hup = flags.intersects(EventFlags::HUP | EventFlags::ERR);
+        if flags.intersects(EventFlags::RDHUP | EventFlags::HUP) {
+            state.read_closed = true;
+        }
+        let readable = hup || flags.intersects(EventFlags::IN | EventFlags::RDHUP);
+        let writable = hup || flags.contains(EventFlags::OUT);
         for (dir, ready) in [(READ, readable), (WRITE, writable)] {
             if ready {
-                let d = &mut state[dir];
+                let d = &mut state.dirs[dir];
                 d.ready = true;
                 d.seq = d.seq.wrapping_add(1);
                 d.drain_wakers(out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_timeouts_round_up_to_whole_milliseconds() {
+        let ms = |t: Timespec| t.tv_sec * 1000 + t.tv_nsec / 1_000_000;
+        assert_eq!(ms(timeout_ms(Duration::ZERO)), 0);
+        assert_eq!(ms(timeout_ms(Duration::from_nanos(1))), 1);
+        assert_eq!(ms(timeout_ms(Duration::from_micros(999))), 1);
+        assert_eq!(ms(timeout_ms(Duration::from_millis(1))), 1);
+        assert_eq!(ms(timeout_ms(Duration::from_micros(1001))), 2);
+        assert_eq!(ms(timeout_ms(Duration::from_millis(2500))), 2500);
+        assert_eq!(timeout_ms(Duration::from_millis(2500)).tv_nsec, 500_000_000);
+        assert_eq!(
+            ms(timeout_ms(Duration::from_secs(u64::MAX))),
+            i64::from(i32::MAX)
+        );
     }
 }

@@ -419,6 +419,36 @@ fn waker_fired_from_another_thread_wakes_a_loop_blocked_in_the_poller() {
 }
 
 #[test]
+fn every_cross_thread_wake_interrupts_a_loop_asleep_in_epoll() {
+    // The loop's eventfd is registered edge-triggered and never read: each notification must
+    // still be a new edge. Each round the loop goes to sleep (an fd registered, no timer) and
+    // another thread wakes it.
+    let _watchdog = watchdog("every_cross_thread_wake_interrupts_a_loop_asleep_in_epoll");
+    block_on(async {
+        let (_a, _b) = UnixStream::pair().unwrap();
+        for _ in 0..50 {
+            let flag = Arc::new(AtomicBool::new(false));
+            let waker: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+            let (f, w) = (flag.clone(), waker.clone());
+            let thread = thread::spawn(move || {
+                // Wait until the loop has parked the task (and so is about to sleep).
+                loop {
+                    if let Some(waker) = w.lock().unwrap().take() {
+                        thread::sleep(Duration::from_millis(1));
+                        f.store(true, Ordering::SeqCst);
+                        waker.wake();
+                        return;
+                    }
+                    thread::yield_now();
+                }
+            });
+            WaitForFlag { flag, waker }.await;
+            thread.join().unwrap();
+        }
+    });
+}
+
+#[test]
 fn cross_thread_wakes_are_never_lost_under_stress() {
     const MESSAGES: u32 = 100_000;
     let _watchdog = watchdog("cross_thread_wakes_are_never_lost_under_stress");

@@ -457,3 +457,102 @@ fn large_transfer_with_small_socket_buffers_completes() {
         assert!(received == data);
     });
 }
+
+#[test]
+fn eof_that_arrives_after_a_short_read_is_still_seen() {
+    run(async {
+        let (mut client, server) = pair().await;
+        (&server).write_all(b"first").await.unwrap();
+        let mut buf = [0; 64];
+        // A short read: the queue is drained and read readiness is cleared.
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        // The FIN comes later, with its own event (EPOLLRDHUP), which must wake the reader.
+        let reader = spawn(async move {
+            let mut buf = [0; 64];
+            client.read(&mut buf).await.unwrap()
+        });
+        sleep(Duration::from_millis(10)).await;
+        server.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.await, 0);
+    });
+}
+
+#[test]
+fn data_that_arrives_after_a_short_read_wakes_the_reader() {
+    run(async {
+        let (mut client, mut server) = pair().await;
+        // Request/response rounds of small messages, each read short: every read after the
+        // first clears readiness, so every round needs (and must get) a new event.
+        for round in 0..200u32 {
+            let message = round.to_le_bytes();
+            server.write_all(&message).await.unwrap();
+            let mut buf = [0; 64];
+            let n = client.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &message);
+            client.write_all(&buf[..n]).await.unwrap();
+            let n = server.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &message);
+        }
+    });
+}
+
+#[test]
+fn data_and_eof_in_one_event_are_both_read_with_vectored_reads() {
+    run(async {
+        let (mut client, mut server) = pair().await;
+        server.write_all(b"split over two buffers").await.unwrap();
+        drop(server);
+        let (mut a, mut b) = ([0; 8], [0; 64]);
+        let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)];
+        let n = client.read_vectored(&mut bufs).await.unwrap();
+        assert_eq!(n, 22);
+        assert_eq!(&a, b"split ov");
+        assert_eq!(&b[..14], b"er two buffers");
+        let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)];
+        assert_eq!(client.read_vectored(&mut bufs).await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn a_reader_sharing_the_stream_with_a_writer_sees_eof_after_short_reads() {
+    run(async {
+        let (client, mut server) = pair().await;
+        let reader = spawn({
+            let client = client.clone();
+            async move {
+                let mut got = Vec::new();
+                let mut buf = [0; 4096];
+                loop {
+                    match (&client).read(&mut buf).await.unwrap() {
+                        0 => return got,
+                        n => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            }
+        });
+        for chunk in 0..20u8 {
+            server.write_all(&[chunk; 10]).await.unwrap();
+            sleep(Duration::from_millis(1)).await;
+        }
+        server.close().await.unwrap();
+        let got = reader.await;
+        assert_eq!(got.len(), 200);
+        assert!(got.chunks(10).enumerate().all(|(i, c)| c == [i as u8; 10]));
+    });
+}
+
+#[test]
+fn live_sources_counts_the_registered_sockets() {
+    run(async {
+        let before = untangle::__live_sources();
+        let (listener, _addr) = listener().await;
+        assert_eq!(untangle::__live_sources(), before + 1);
+        let (client, server) = pair().await;
+        // pair()'s own listener is gone again; the two streams remain.
+        assert_eq!(untangle::__live_sources(), before + 3);
+        drop((client, server));
+        drop(listener);
+        assert_eq!(untangle::__live_sources(), before);
+    });
+}

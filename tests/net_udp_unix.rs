@@ -490,3 +490,32 @@ fn async_into_inner_returns_the_io_object() {
         }
     });
 }
+
+#[test]
+fn unix_data_and_eof_in_one_event_are_both_read() {
+    run(async {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"last words").await.unwrap();
+        drop(b);
+        let mut buf = [0; 64];
+        let n = a.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"last words");
+        // The short read drained the queue, but the hang-up was seen: EOF is still readable.
+        assert_eq!(a.read(&mut buf).await.unwrap(), 0);
+    });
+}
+
+#[test]
+fn unix_eof_after_a_short_read_wakes_the_reader() {
+    run(async {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        (&b).write_all(b"first").await.unwrap();
+        let mut buf = [0; 64];
+        let n = a.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let reader = spawn(async move { a.read(&mut [0; 64]).await.unwrap() });
+        sleep(Duration::from_millis(10)).await;
+        b.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(reader.await, 0);
+    });
+}

@@ -379,3 +379,39 @@ fn timers_fire_while_the_loop_also_waits_on_sockets() {
         }
     });
 }
+
+#[test]
+fn sub_millisecond_sleeps_never_complete_early() {
+    // epoll waits in whole milliseconds: the reactor rounds the timeout up, and a sleep
+    // that wakes before its deadline must not complete. Odd durations below, at and just
+    // above a millisecond boundary.
+    run(async {
+        let _fd = untangle::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for micros in [1u64, 50, 333, 999, 1000, 1001, 1499, 2001] {
+            let duration = Duration::from_nanos(micros * 1000 + 7);
+            let start = Instant::now();
+            sleep(duration).await;
+            let elapsed = start.elapsed();
+            assert!(elapsed >= duration, "{duration:?} sleep took {elapsed:?}");
+        }
+    });
+}
+
+#[test]
+fn concurrent_sleeps_with_close_deadlines_never_complete_early() {
+    run(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..100u64)
+            .map(|i| {
+                let deadline = start + Duration::from_micros(37 * i + 1);
+                spawn(async move {
+                    sleep_until(deadline).await;
+                    Instant::now() >= deadline
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await);
+        }
+    });
+}

@@ -20,6 +20,9 @@ use hyper::rt::{Executor, ReadBuf, ReadBufCursor, Sleep, Timer};
 
 use crate::time;
 
+/// The most bytes one `hyper::rt::Read` poll reads (the size of the scratch buffer).
+const SCRATCH_BYTES: usize = 16 * 1024;
+
 /// A stream adapter between futures-io and `hyper::rt`.
 ///
 /// - Wrapping a futures-io stream (`T: AsyncRead`/`AsyncWrite`), it implements
@@ -48,12 +51,18 @@ use crate::time;
 /// ```
 pub struct HyperIo<T> {
     inner: T,
+    /// Initialized bytes to read into: hyper's cursor hands out uninitialized memory, and
+    /// filling it without a copy would take `unsafe` (this crate has none).
+    scratch: Vec<u8>,
 }
 
 impl<T> HyperIo<T> {
     /// Wraps `inner`.
     pub fn new(inner: T) -> HyperIo<T> {
-        HyperIo { inner }
+        HyperIo {
+            inner,
+            scratch: Vec::new(),
+        }
     }
 
     /// The wrapped stream.
@@ -85,17 +94,24 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        // futures-io reads into `&mut [u8]`, so the unfilled part must be initialized first;
-        // hyper zeroes only the bytes that were never initialized.
-        let unfilled = buf.initialize_unfilled();
-        let n = ready!(Pin::new(&mut self.inner).poll_read(cx, unfilled))?;
-        assert!(
-            n <= unfilled.len(),
-            "AsyncRead reported more bytes than it was given"
-        );
-        // SAFETY: `initialize_unfilled` initialized the whole unfilled part, of which the read
-        // filled the first `n` bytes (checked above), so `n` more bytes are initialized.
-        unsafe { buf.advance(n) };
+        // futures-io reads into initialized `&mut [u8]`; hyper's cursor is uninitialized
+        // memory. Read into a reused, initialized scratch buffer and copy: one memcpy of the
+        // bytes read, and no `unsafe`.
+        let want = buf.remaining().min(SCRATCH_BYTES);
+        if want == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let this = &mut *self;
+        if this.scratch.len() < want {
+            this.scratch.resize(want, 0);
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut this.scratch[..want]))?;
+        let Some(read) = this.scratch.get(..n) else {
+            return Poll::Ready(Err(io::Error::other(
+                "AsyncRead reported more bytes than it was given",
+            )));
+        };
+        buf.put_slice(read);
         Poll::Ready(Ok(()))
     }
 }

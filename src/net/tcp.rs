@@ -320,12 +320,10 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        // Read readiness is cleared only by `WouldBlock`, never by a short read: a short read
-        // empties the receive queue, but the peer's FIN may have arrived with the data, and
-        // its one edge-triggered event is already consumed. Clearing here would leave the EOF
-        // unread with no event to come for it (`polling` does not report EPOLLRDHUP, which
-        // would tell the two cases apart).
-        self.inner.poll_op(READ, cx, |mut s| s.read(buf), |_| false)
+        // A short read clears read readiness (unless the peer's FIN was seen): see
+        // `Async::poll_read_stream`.
+        let len = buf.len();
+        self.inner.poll_read_stream(cx, len, |mut s| s.read(buf))
     }
 
     fn poll_read_vectored_inner(
@@ -333,11 +331,12 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        if bufs.iter().all(|b| b.is_empty()) {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(READ, cx, |mut s| s.read_vectored(bufs), |_| false)
+            .poll_read_stream(cx, len, |mut s| s.read_vectored(bufs))
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {

@@ -202,8 +202,12 @@ impl UnixStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        // Never clear read readiness on a short read: see `TcpStream::poll_read_inner`.
-        self.inner.poll_op(READ, cx, |mut s| s.read(buf), |_| false)
+        // A short read clears read readiness (unless the peer's FIN was seen): see
+        // `Async::poll_read_stream`. (A peer passing fds with SCM_RIGHTS could make a plain
+        // read stop early at a message boundary; this type offers no way to receive fds, so
+        // such peers are not supported.)
+        let len = buf.len();
+        self.inner.poll_read_stream(cx, len, |mut s| s.read(buf))
     }
 
     fn poll_read_vectored_inner(
@@ -211,11 +215,12 @@ impl UnixStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
-        if bufs.iter().all(|b| b.is_empty()) {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(READ, cx, |mut s| s.read_vectored(bufs), |_| false)
+            .poll_read_stream(cx, len, |mut s| s.read_vectored(bufs))
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
