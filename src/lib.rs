@@ -62,3 +62,12 @@ pub use blocking::{
 };
 pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
 pub use io::{Async, Ready};
+
+/// How many file descriptors are registered with the calling thread's reactor right now.
+///
+/// For leak tests only (a cancelled accept, connect, read or write must deregister its fd);
+/// not part of the stable API.
+#[doc(hidden)]
+pub fn __live_sources() -> usize {
+    executor::current_reactor().live_sources()
+}

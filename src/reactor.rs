@@ -109,6 +109,11 @@ impl Reactor {
         Ok(source)
     }
 
+    /// How many fds are registered now (for leak tests: see `untangle::__live_sources`).
+    pub(crate) fn live_sources(&self) -> usize {
+        lock(&self.sources).len()
+    }
+
     /// Deregisters a source; `fd` must be the fd it was registered with, still open.
     pub(crate) fn remove(&self, source: &Source, fd: BorrowedFd<'_>) {
         let mut sources = lock(&self.sources);
