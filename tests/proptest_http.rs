@@ -269,3 +269,26 @@ proptest! {
         prop_assert_eq!(got.as_ref(), want.as_slice());
     }
 }
+
+/// Regression (found by `fuzz/request_head`): a request line whose *method* is long was 414
+/// when it arrived in pieces (the partial-line check counted the whole line) but accepted in
+/// one piece. Only the target counts now, in both cases.
+#[test]
+fn request_line_limit_does_not_depend_on_read_boundaries() {
+    let input = b"_OSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSNNECT a:443 HTTP/1.1\r\nHost: a:440\r\n\r\n";
+    let limits = (1024, 100, 8);
+    let whole = server_parse(input, &[], limits);
+    assert!(
+        matches!(whole.as_slice(), [ServerEvent::Request { .. }]),
+        "{whole:?}"
+    );
+    let splits: Vec<usize> = (2..input.len()).step_by(2).collect();
+    assert_eq!(server_parse(input, &splits, limits), whole);
+    // A target over the limit is 414 both ways.
+    let long = b"GET /0123456789 HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_eq!(server_parse(long, &[], limits), [ServerEvent::Reject(414)]);
+    assert_eq!(
+        server_parse(long, &[12], limits),
+        [ServerEvent::Reject(414)]
+    );
+}
