@@ -205,3 +205,26 @@ pub fn exchange_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
         }
     }
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit; returns the new soft limit
+/// (`u64::MAX` for unlimited).
+pub fn raise_nofile_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The number of open fds of this process.
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .count()
+        - 1 // the directory handle of read_dir itself
+}
