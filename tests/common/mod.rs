@@ -228,3 +228,43 @@ pub fn open_fd_count() -> usize {
         .count()
         - 1 // the directory handle of read_dir itself
 }
+
+/// Records `log` messages at `warn` and `error` level for tests that check what the library
+/// reports (install once per test binary with [`install_capture_logger`]).
+pub struct CaptureLogger;
+
+pub static CAPTURED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            CAPTURED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+pub fn install_capture_logger() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CaptureLogger).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+}
+
+/// Whether a captured log line contains `needle`.
+pub fn logged(needle: &str) -> bool {
+    CAPTURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|l| l.contains(needle))
+}
