@@ -292,3 +292,25 @@ fn request_line_limit_does_not_depend_on_read_boundaries() {
         [ServerEvent::Reject(414)]
     );
 }
+
+/// Regression (found by `fuzz/request_head`, a fault of the fuzz target's invariant, not of
+/// the server): a target over the limit is 414 as soon as it is seen in pieces; the same
+/// bytes in one piece, whose head never ends, are merely incomplete. Neither is accepted.
+#[test]
+fn target_over_the_limit_is_never_accepted_however_it_arrives() {
+    let input = b"P EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE/ HTTP/1.1\r\nHost: a\xa8\nCont";
+    let limits = (1024, 100, 8);
+    assert_eq!(server_parse(input, &[], limits), [ServerEvent::Incomplete]);
+    let splits: Vec<usize> = (7..input.len()).step_by(7).collect();
+    assert_eq!(
+        server_parse(input, &splits, limits),
+        [ServerEvent::Reject(414)]
+    );
+    // Completed, the head is 414 in one piece too.
+    let mut whole = input[..input.len() - 4].to_vec();
+    whole.extend_from_slice(b"\r\n");
+    assert_eq!(
+        server_parse(&whole, &[], limits),
+        [ServerEvent::Reject(414)]
+    );
+}
