@@ -23,11 +23,11 @@ use untangle::http::{Client, ErrorKind};
 #[derive(Clone, Copy, Debug)]
 enum Act {
     /// Send these bytes, then close cleanly.
-    SendClose(&'static [u8]),
+    Close(&'static [u8]),
     /// Send these bytes, then reset (RST).
-    SendReset(&'static [u8]),
+    Reset(&'static [u8]),
     /// Send these bytes, then stall (keep the connection open, send nothing).
-    SendStall(&'static [u8]),
+    Stall(&'static [u8]),
 }
 
 /// Reads up to the end of a request head (or EOF); false when the client went away.
@@ -63,15 +63,15 @@ fn peer(act: Act) -> (SocketAddr, Arc<AtomicUsize>) {
                     return;
                 }
                 match act {
-                    Act::SendClose(bytes) => {
+                    Act::Close(bytes) => {
                         let _ = stream.write_all(bytes);
                     }
-                    Act::SendReset(bytes) => {
+                    Act::Reset(bytes) => {
                         let _ = stream.write_all(bytes);
                         thread::sleep(Duration::from_millis(20));
                         reset(stream);
                     }
-                    Act::SendStall(bytes) => {
+                    Act::Stall(bytes) => {
                         let _ = stream.write_all(bytes);
                         // Hold the connection until the client gives up and closes.
                         let mut sink = [0u8; 64];
@@ -113,73 +113,73 @@ fn each_server_fault_gives_its_error_kind_and_never_hangs() {
     let cases: Vec<(&str, Act, &Client, ErrorKind)> = vec![
         (
             "close before any byte",
-            Act::SendClose(b""),
+            Act::Close(b""),
             &plain,
             ErrorKind::Io,
         ),
         (
             "close mid status line",
-            Act::SendClose(b"HTTP/1.1 2"),
+            Act::Close(b"HTTP/1.1 2"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "close mid headers",
-            Act::SendClose(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-"),
+            Act::Close(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "close mid body (length)",
-            Act::SendClose(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc"),
+            Act::Close(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "close mid body (chunked)",
-            Act::SendClose(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+            Act::Close(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "reset before any byte",
-            Act::SendReset(b""),
+            Act::Reset(b""),
             &plain,
             ErrorKind::Io,
         ),
         (
             "reset mid headers",
-            Act::SendReset(b"HTTP/1.1 200 OK\r\nContent-Le"),
+            Act::Reset(b"HTTP/1.1 200 OK\r\nContent-Le"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "reset mid body",
-            Act::SendReset(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc"),
+            Act::Reset(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nabc"),
             &plain,
             ErrorKind::Io,
         ),
         (
             "binary garbage",
-            Act::SendClose(garbage_binary),
+            Act::Close(garbage_binary),
             &plain,
             ErrorKind::BadResponse,
         ),
         (
             "HTTP/2 preface",
-            Act::SendClose(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Act::Close(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
             &plain,
             ErrorKind::BadResponse,
         ),
         (
             "NUL in a header",
-            Act::SendClose(b"HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n"),
+            Act::Close(b"HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n"),
             &plain,
             ErrorKind::BadResponse,
         ),
         (
             "negative chunk size",
-            Act::SendClose(
+            Act::Close(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
             ),
             &plain,
@@ -187,7 +187,7 @@ fn each_server_fault_gives_its_error_kind_and_never_hangs() {
         ),
         (
             "LF-only chunk line",
-            Act::SendClose(
+            Act::Close(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
             ),
             &plain,
@@ -195,25 +195,25 @@ fn each_server_fault_gives_its_error_kind_and_never_hangs() {
         ),
         (
             "stall before any byte",
-            Act::SendStall(b""),
+            Act::Stall(b""),
             &timed,
             ErrorKind::Timeout,
         ),
         (
             "stall mid headers",
-            Act::SendStall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"),
+            Act::Stall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"),
             &timed,
             ErrorKind::Timeout,
         ),
         (
             "stall mid body",
-            Act::SendStall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"),
+            Act::Stall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"),
             &timed,
             ErrorKind::Timeout,
         ),
         (
             "stall mid chunked body",
-            Act::SendStall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+            Act::Stall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
             &timed,
             ErrorKind::Timeout,
         ),

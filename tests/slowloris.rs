@@ -105,7 +105,6 @@ fn slowloris_connections_get_408_at_the_header_timeout_while_normal_requests_are
         })
     });
     let _all_connected: Instant = connected_rx.recv().unwrap();
-    eprintln!(all_connected.elapsed());
 
     // Meanwhile a normal client makes its requests, one connection each.
     let started = Instant::now();
