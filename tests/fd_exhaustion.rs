@@ -40,6 +40,7 @@ fn child_process_role_for_the_fd_exhaustion_test() {
         )
     })
     .expect("lower RLIMIT_NOFILE");
+    common::install_capture_logger();
     let addr = common::serve_in_thread(
         |s| s,
         |req: untangle::http::Request<untangle::http::Body>| async move {
@@ -64,7 +65,7 @@ fn child_process_role_for_the_fd_exhaustion_test() {
             }
             "free" => {
                 held.clear();
-                println!("CHILD freed");
+                println!("CHILD freed {}", common::logged("accept failed"));
             }
             _ => return,
         }
@@ -201,7 +202,11 @@ fn accept_loop_backs_off_when_out_of_fds_keeps_serving_and_recovers() {
 
     // Once fds are free, the waiting connection is accepted and answered.
     child.command("free");
-    child.expect("freed");
+    assert_eq!(
+        child.expect("freed"),
+        "true",
+        "running out of fds was not logged"
+    );
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(9).any(|w| w == b"ok /waiti") {
