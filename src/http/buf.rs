@@ -85,8 +85,8 @@ impl ReadBuf {
     }
 }
 
-#[cfg(test)]
 impl ReadBuf {
+    /// Appends received bytes by hand (unit tests and the `__fuzz` entry points).
     pub(crate) fn extend_for_test(&mut self, bytes: &[u8]) {
         self.buf.truncate(self.filled);
         self.buf.extend_from_slice(bytes);

@@ -92,8 +92,18 @@ pub(crate) fn parse_request(
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
+            // A request target already longer than the limit is 414 before its line ends.
+            // Only the target counts (after the method's space, up to a space or CR), as in
+            // a complete head: how the bytes were split across reads must not matter.
             let line_end = data.iter().position(|&b| b == b'\n');
-            if line_end.is_none() && data.len() > limits.max_uri_bytes + 32 {
+            let target_len = match data.iter().position(|&b| b == b' ') {
+                Some(sp) if line_end.is_none() => data[sp + 1..]
+                    .iter()
+                    .take_while(|&&b| b != b' ' && b != b'\r')
+                    .count(),
+                _ => 0,
+            };
+            if target_len > limits.max_uri_bytes {
                 return Err(reject(StatusCode::URI_TOO_LONG, "request line too long"));
             }
             if data.len() >= limits.max_header_bytes {
