@@ -5,7 +5,7 @@
 //!
 //! The executor itself cannot run under loom: its loop lives in thread-locals, its tasks are
 //! `async_task` runnables (whose atomics loom does not see) and it sleeps in `epoll_wait`
-//! through `polling`. So this crate copies the protocol, line for line, from
+//! on a real epoll fd. So this crate copies the protocol, line for line, from
 //! `Shared::notify` / `Shared::push_remote` and `Local::park`, and loom explores every
 //! interleaving of a loop going to sleep against remote threads pushing and notifying. A lost
 //! wake-up shows as a deadlock (the loop waits on a notification that never comes).
