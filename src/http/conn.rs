@@ -420,11 +420,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if !parts.headers.contains_key(header::DATE) {
-            out.extend_from_slice(b"date: ");
-            out.extend_from_slice(date::now().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        // Framing, then Date: the order hyper uses, so that benchmark peers send the same bytes.
         match framing {
             Framing::Length(n) => {
                 out.extend_from_slice(b"content-length: ");
@@ -435,6 +431,11 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
             }
             _ => {}
+        }
+        if !parts.headers.contains_key(header::DATE) {
+            out.extend_from_slice(b"date: ");
+            out.extend_from_slice(date::now().as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if !keep {
             out.extend_from_slice(b"connection: close\r\n");
