@@ -50,6 +50,8 @@ def servers(root):
         "smol_min": os.path.join(rel, "smol_min"),
         "hyper": os.path.join(rel, "hyper_server"),
         "floor": os.path.join(rel, "floor"),
+        # Extra servers to compare, e.g. an older build: BENCH_EXTRA=before=/path/to/plaintext
+        **dict(e.split("=", 1) for e in os.environ.get("BENCH_EXTRA", "").split(",") if "=" in e),
     }
 
 
@@ -289,7 +291,7 @@ def main():
         lines += [f"**{wname}**", "", head, sep]
         for n in names:
             m = med[wname][n]
-            row = f"| {DESCRIPTIONS[n]} | {m['rps']:,.0f} | {m['ns_per_req']:,.0f} |"
+            row = f"| {DESCRIPTIONS.get(n, n)} | {m['rps']:,.0f} | {m['ns_per_req']:,.0f} |"
             if has_floor:
                 row += f" {fmt_ratio(m['ns_per_req'] / med[wname][FLOOR]['ns_per_req'])} |"
             if has_hyper:

@@ -15,19 +15,19 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use futures_lite::future::{self, poll_fn};
+use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{FutureExt, Stream};
 use http::header;
 use http::{Method, Request, Response, StatusCode, Version};
 
 use super::body::Body;
-use super::buf::ReadBuf;
+use super::buf::{self, ReadBuf};
 use super::date;
 use super::h1::{self, Decoded, Decoder, Framing, Limits, RequestHead};
 use super::response::IntoResponse;
 use super::server::ServerState;
-use crate::time::{sleep, sleep_until};
+use crate::time::{sleep, sleep_until, Sleep};
 
 /// Settings of a server's connections.
 #[derive(Debug, Clone)]
@@ -167,8 +167,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
     }
 }
 
+// Not boxed: a box would cost an allocation per request, and `Head` only lives on the stack of
+// one `.await`.
+#[allow(clippy::large_enum_variant)]
 enum Head {
-    Request(Box<RequestHead>),
+    Request(RequestHead),
     Reject(StatusCode, &'static str),
     Close,
 }
@@ -197,9 +200,11 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         body_failed: false,
     }));
     let mut first = true;
+    let mut shutdown = server.shutdown_waiter();
+    let mut idle_timer = IdleTimer::new(config.keep_alive_timeout);
     loop {
-        let head = match read_head(&shared, &config, &server, first).await {
-            Head::Request(head) => *head,
+        let head = match read_head(&shared, &config, &mut shutdown, &mut idle_timer, first).await {
+            Head::Request(head) => head,
             Head::Reject(status, reason) => {
                 log::debug!("{peer}: rejected request: {reason}");
                 let _ = write_error(&shared, status, reason).await;
@@ -288,11 +293,48 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
     close(&shared).await;
 }
 
+/// The keep-alive timer of a connection, armed once and moved lazily.
+///
+/// Arming a timer for every wait between requests would cost a timer insertion and removal per
+/// request. Instead one timer stays registered: each wait only records its deadline, and when
+/// the timer fires before that deadline it is moved to it.
+struct IdleTimer {
+    timer: Sleep,
+    registered: bool,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> IdleTimer {
+        IdleTimer {
+            timer: sleep(timeout),
+            registered: false,
+        }
+    }
+
+    /// Whether `deadline` has passed; otherwise makes sure the task is woken by then (or
+    /// earlier, spuriously).
+    fn poll_expired(&mut self, cx: &mut Context<'_>, now: Instant, deadline: Instant) -> bool {
+        if now >= deadline {
+            return true;
+        }
+        if self.registered && now < self.timer.deadline() && self.timer.deadline() <= deadline {
+            // Still armed for no later than the deadline, and for this task: nothing to do.
+            return false;
+        }
+        if now >= self.timer.deadline() || self.timer.deadline() > deadline {
+            self.timer.reset(deadline);
+        }
+        self.registered = Pin::new(&mut self.timer).poll(cx).is_pending();
+        !self.registered
+    }
+}
+
 /// Reads the next request head, within the keep-alive and header timeouts.
 async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     config: &Config,
-    server: &ServerState,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    idle_timer: &mut IdleTimer,
     first: bool,
 ) -> Head {
     let mut header_deadline = first.then(|| Instant::now() + config.header_read_timeout);
@@ -300,7 +342,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         let idle = {
             let mut inner = shared.borrow_mut();
             match h1::parse_request(&mut inner.rbuf, &config.limits) {
-                Ok(Some(head)) => return Head::Request(Box::new(head)),
+                Ok(Some(head)) => return Head::Request(head),
                 Err(reject) => return Head::Reject(reject.status, reject.reason),
                 Ok(None) => {}
             }
@@ -317,33 +359,41 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         if !shared.borrow().wbuf.is_empty() && flush(shared).await.is_err() {
             return Head::Close;
         }
-        let shutdown = async {
+        // Read first; only a read that has to wait looks at the timers.
+        let mut idle_deadline = None;
+        let mut header_timer: Option<Sleep> = None;
+        let result = poll_fn(|cx| {
+            {
+                let mut inner = shared.borrow_mut();
+                if let Poll::Ready(result) = inner.poll_fill(cx) {
+                    return Poll::Ready(result.map(drop));
+                }
+                if idle {
+                    // Waiting between requests: hold no buffer memory meanwhile (see `buf`).
+                    inner.rbuf.release_if_empty();
+                    buf::give_write_buf(&mut inner.wbuf);
+                }
+            }
             if idle {
-                server.shutdown_signal().await;
-            } else {
-                future::pending::<()>().await;
+                if Pin::new(&mut *shutdown).poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+                }
+                let now = Instant::now();
+                let deadline = *idle_deadline.get_or_insert(now + config.keep_alive_timeout);
+                if idle_timer.poll_expired(cx, now, deadline) {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+            } else if let Some(deadline) = header_deadline {
+                let timer = header_timer.get_or_insert_with(|| sleep_until(deadline));
+                if Pin::new(timer).poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
             }
-            Err(io::ErrorKind::ConnectionAborted.into())
-        };
-        let read = fill(shared).or(shutdown);
-        let result = match header_deadline {
-            Some(deadline) => {
-                let expired = async {
-                    sleep_until(deadline).await;
-                    Err(io::ErrorKind::TimedOut.into())
-                };
-                read.or(expired).await
-            }
-            None => {
-                let expired = async {
-                    sleep(config.keep_alive_timeout).await;
-                    Err(io::ErrorKind::TimedOut.into())
-                };
-                read.or(expired).await
-            }
-        };
+            Poll::Pending
+        })
+        .await;
         match result {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::TimedOut && !idle => {
                 return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head timeout");
             }
@@ -377,18 +427,55 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             keep = false;
         }
     }
-    let (user_close, _) = h1::connection_tokens(&parts.headers);
-    if user_close {
+    // One pass over the handler's headers: write them, and note those that steer framing and
+    // the connection, instead of a map lookup for each.
+    let mut user_length = None;
+    let mut user_connection = false;
+    let mut user_date = false;
+    {
+        let mut inner = shared.borrow_mut();
+        buf::take_write_buf(&mut inner.wbuf);
+        let out = &mut inner.wbuf;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH {
+                if user_length.is_none() {
+                    user_length = Some(
+                        value
+                            .to_str()
+                            .ok()
+                            .and_then(|v| v.trim().parse::<u64>().ok()),
+                    );
+                }
+                continue;
+            }
+            if name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            if name == header::CONNECTION {
+                user_connection = true;
+                continue;
+            }
+            if name == header::DATE {
+                user_date = true;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if user_connection && h1::connection_tokens(&parts.headers).0 {
         keep = false;
     }
+    let user_length = user_length.flatten();
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let user_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
     let framing = if bodiless_status {
         Framing::Empty
     } else if let Some(n) = body.size_hint().or(user_length) {
@@ -403,23 +490,6 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     {
         let mut inner = shared.borrow_mut();
         let out = &mut inner.wbuf;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in &parts.headers {
-            if name == header::CONTENT_LENGTH
-                || name == header::TRANSFER_ENCODING
-                || name == header::CONNECTION
-            {
-                continue;
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
         // Framing, then Date: the order hyper uses, so that benchmark peers send the same bytes.
         match framing {
             Framing::Length(n) => {
@@ -432,9 +502,9 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             }
             _ => {}
         }
-        if !parts.headers.contains_key(header::DATE) {
+        if !user_date {
             out.extend_from_slice(b"date: ");
-            out.extend_from_slice(date::now().as_bytes());
+            date::write(out);
             out.extend_from_slice(b"\r\n");
         }
         if !keep {
@@ -624,7 +694,7 @@ async fn write_error<IO: AsyncRead + AsyncWrite + Unpin>(
         out.push(b' ');
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\ndate: ");
-        out.extend_from_slice(date::now().as_bytes());
+        date::write(out);
         out.extend_from_slice(b"\r\ncontent-type: text/plain\r\ncontent-length: ");
         h1::encode_u64(reason.len() as u64 + 1, out);
         out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
