@@ -173,10 +173,28 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
 enum Head {
     Request(RequestHead),
     Reject(StatusCode, &'static str),
+    /// Nothing of a next request is buffered.
+    Idle,
     Close,
 }
 
+/// What a busy phase of a connection ended with.
+enum Busy {
+    /// Every buffered request is answered and flushed; wait for more input.
+    Idle,
+    /// Close gracefully.
+    Close,
+    /// The connection failed; drop it.
+    Abort,
+}
+
 /// Serves one connection until it closes.
+///
+/// A connection alternates between waiting, idle, for its next request (`wait_idle`, a small
+/// future) and a busy phase that serves every request it has bytes for (`serve_requests`,
+/// boxed). Boxing the busy phase keeps the task of an idle connection small (its future is as
+/// large as its largest state, and the handler's future and response live in the busy one); the
+/// box costs one allocation per busy phase, so pipelined requests share one.
 pub(crate) async fn serve_conn<IO, H, Fut, R>(
     io: IO,
     peer: SocketAddr,
@@ -200,19 +218,98 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         body_failed: false,
     }));
     let mut first = true;
+    let first_deadline = Instant::now() + config.header_read_timeout;
     let mut shutdown = server.shutdown_waiter();
     let mut idle_timer = IdleTimer::new(config.keep_alive_timeout);
     loop {
-        let head = match read_head(&shared, &config, &mut shutdown, &mut idle_timer, first).await {
+        let deadline = first.then_some(first_deadline);
+        if wait_idle(&shared, &config, &mut shutdown, &mut idle_timer, deadline)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let busy = serve_requests(&shared, peer, &handler, &config, &server, &mut first);
+        match Box::pin(busy).await {
+            Busy::Idle => {}
+            Busy::Close => break,
+            Busy::Abort => return,
+        }
+    }
+    Box::pin(close(&shared)).await;
+}
+
+/// Waits, idle, until bytes of a next request arrive (`Ok`), or the connection should close
+/// (`Err`): the peer closed, a read failed, the server shuts down, or the keep-alive timeout
+/// (the header timeout `first_deadline` before the first request) passed. Holds no buffer
+/// memory while it waits.
+async fn wait_idle<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    config: &Config,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    idle_timer: &mut IdleTimer,
+    first_deadline: Option<Instant>,
+) -> Result<(), ()> {
+    let mut idle_deadline = None;
+    poll_fn(|cx| {
+        {
+            let mut inner = shared.borrow_mut();
+            if !inner.rbuf.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if inner.eof {
+                return Poll::Ready(Err(()));
+            }
+            match inner.poll_fill(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
+            // Waiting between requests: hold no buffer memory meanwhile (see `buf`).
+            inner.rbuf.release_if_empty();
+            buf::give_write_buf(&mut inner.wbuf);
+        }
+        if Pin::new(&mut *shutdown).poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        let now = Instant::now();
+        let deadline = *idle_deadline
+            .get_or_insert_with(|| first_deadline.unwrap_or(now + config.keep_alive_timeout));
+        if idle_timer.poll_expired(cx, now, deadline) {
+            return Poll::Ready(Err(()));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Serves requests while their bytes are buffered or arriving; see [`serve_conn`].
+async fn serve_requests<IO, H, Fut, R>(
+    shared: &Shared<IO>,
+    peer: SocketAddr,
+    handler: &Rc<H>,
+    config: &Config,
+    server: &ServerState,
+    first: &mut bool,
+) -> Busy
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    loop {
+        let head = match read_head(shared, config, *first).await {
             Head::Request(head) => head,
             Head::Reject(status, reason) => {
                 log::debug!("{peer}: rejected request: {reason}");
-                let _ = write_error(&shared, status, reason).await;
-                break;
+                let _ = write_error(shared, status, reason).await;
+                return Busy::Close;
             }
-            Head::Close => break,
+            Head::Idle => return Busy::Idle,
+            Head::Close => return Busy::Close,
         };
-        first = false;
+        *first = false;
 
         let RequestHead {
             request,
@@ -250,7 +347,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         let mut request = request.map(|()| body);
         request.extensions_mut().insert(peer);
 
-        let handler_ref = &handler;
+        let handler_ref = handler;
         let outcome = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
             .catch_unwind()
             .await;
@@ -269,7 +366,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         if server.is_shutting_down() {
             keep = false;
         }
-        let written = write_response(&shared, response, is_head, version, keep).await;
+        let written = write_response(shared, response, is_head, version, keep).await;
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
@@ -280,17 +377,16 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         }
         match written {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Busy::Close,
             Err(err) => {
                 log::debug!("{peer}: writing response: {err}");
-                return;
+                return Busy::Abort;
             }
         }
-        if !keep || !drain_body(&shared).await {
-            break;
+        if !keep || !drain_body(shared).await {
+            return Busy::Close;
         }
     }
-    close(&shared).await;
 }
 
 /// The keep-alive timer of a connection, armed once and moved lazily.
@@ -329,12 +425,11 @@ impl IdleTimer {
     }
 }
 
-/// Reads the next request head, within the keep-alive and header timeouts.
+/// Reads the next request head within the header timeout; `Head::Idle` when no byte of one is
+/// buffered (after flushing the responses held back for pipelining).
 async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     config: &Config,
-    shutdown: &mut (impl Future<Output = ()> + Unpin),
-    idle_timer: &mut IdleTimer,
     first: bool,
 ) -> Head {
     let mut header_deadline = first.then(|| Instant::now() + config.header_read_timeout);
@@ -359,42 +454,23 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         if !shared.borrow().wbuf.is_empty() && flush(shared).await.is_err() {
             return Head::Close;
         }
-        // Read first; only a read that has to wait looks at the timers.
-        let mut idle_deadline = None;
-        let mut header_timer: Option<Sleep> = None;
-        let result = poll_fn(|cx| {
-            {
-                let mut inner = shared.borrow_mut();
-                if let Poll::Ready(result) = inner.poll_fill(cx) {
-                    return Poll::Ready(result.map(drop));
-                }
-                if idle {
-                    // Waiting between requests: hold no buffer memory meanwhile (see `buf`).
-                    inner.rbuf.release_if_empty();
-                    buf::give_write_buf(&mut inner.wbuf);
-                }
+        if idle {
+            return Head::Idle;
+        }
+        let read = fill(shared);
+        let result = match header_deadline {
+            Some(deadline) => {
+                let expired = async {
+                    sleep_until(deadline).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                };
+                read.or(expired).await
             }
-            if idle {
-                if Pin::new(&mut *shutdown).poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-                }
-                let now = Instant::now();
-                let deadline = *idle_deadline.get_or_insert(now + config.keep_alive_timeout);
-                if idle_timer.poll_expired(cx, now, deadline) {
-                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                }
-            } else if let Some(deadline) = header_deadline {
-                let timer = header_timer.get_or_insert_with(|| sleep_until(deadline));
-                if Pin::new(timer).poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                }
-            }
-            Poll::Pending
-        })
-        .await;
+            None => read.await,
+        };
         match result {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::TimedOut && !idle => {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
                 return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head timeout");
             }
             Err(_) => return Head::Close,
