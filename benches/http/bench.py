@@ -114,9 +114,10 @@ def start(binary, port, strace_out=None):
 
 
 def stop(proc, pid):
-    """Interrupts the server itself (under strace, strace then writes its summary and exits)."""
+    """Terminates the server itself (under strace, strace then writes its summary and exits).
+    SIGTERM, not SIGINT: a shell running us in the background makes its children ignore SIGINT."""
     try:
-        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     try:
@@ -269,6 +270,8 @@ def main():
     except (OSError, StopIteration):
         pass
     command = f"BENCH_ROUNDS={args.rounds} BENCH_DURATION={args.duration} benches/http/run.sh"
+    if os.environ.get("BENCH_EXTRA"):
+        command = f"BENCH_EXTRA={os.environ['BENCH_EXTRA']} " + command
     lines = [
         f"Measured {when} on {os.cpu_count()} × {cpu} (Linux {platform.release()}): server pinned to CPU 1, "
         f"`wrk -t1` to CPU 0; medians of {args.rounds} interleaved rounds of {args.duration} s "
