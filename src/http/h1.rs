@@ -56,6 +56,8 @@ pub(crate) struct RequestHead {
 }
 
 const STACK_HEADERS: usize = 128;
+/// Field offsets kept on the stack; a request with more fields puts them in a `Vec`.
+const STACK_RANGES: usize = 32;
 
 /// Where one header field lies in the request head: name and value as offsets.
 #[derive(Clone, Copy, Default)]
@@ -90,18 +92,12 @@ pub(crate) fn parse_request(
     }
 
     let mut stack_headers = [const { std::mem::MaybeUninit::uninit() }; STACK_HEADERS];
-    let mut stack_ranges = [FieldRange::default(); STACK_HEADERS];
     let mut heap_headers;
-    let mut heap_ranges;
-    let (headers, ranges) = if limits.max_headers <= STACK_HEADERS {
-        (
-            &mut stack_headers[..limits.max_headers],
-            &mut stack_ranges[..],
-        )
+    let headers = if limits.max_headers <= STACK_HEADERS {
+        &mut stack_headers[..limits.max_headers]
     } else {
         heap_headers = vec![std::mem::MaybeUninit::uninit(); limits.max_headers];
-        heap_ranges = vec![FieldRange::default(); limits.max_headers];
-        (&mut heap_headers[..], &mut heap_ranges[..])
+        &mut heap_headers[..]
     };
     let data = buf.data();
     let base = data.as_ptr() as usize;
@@ -159,6 +155,15 @@ pub(crate) fn parse_request(
     };
     let path_range = range_of(base, path.as_bytes());
     let count = req.headers.len();
+    // Zeroed, so kept short: most requests have a handful of fields.
+    let mut stack_ranges = [FieldRange::default(); STACK_RANGES];
+    let mut heap_ranges = Vec::new();
+    let ranges = if count <= STACK_RANGES {
+        &mut stack_ranges[..count]
+    } else {
+        heap_ranges.resize(count, FieldRange::default());
+        &mut heap_ranges[..]
+    };
     for (range, h) in ranges.iter_mut().zip(req.headers.iter()) {
         let name = range_of(base, h.name.as_bytes());
         let value = range_of(base, h.value);
@@ -177,7 +182,7 @@ pub(crate) fn parse_request(
     let mut framing_fields = false;
     let mut connection = false;
     let mut expect = false;
-    for range in &ranges[..count] {
+    for range in ranges.iter() {
         let name = HeaderName::from_bytes(&head[range.name.0 as usize..range.name.1 as usize])
             .map_err(|_| bad("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(
@@ -824,6 +829,20 @@ mod tests {
         for host in ["", ":80", "a:", "a:123456", "a b", "[::1]", "a@b", "a:b"] {
             assert!(!is_simple_host(host.as_bytes()), "{host}");
         }
+    }
+
+    #[test]
+    fn request_with_many_fields_keeps_them_all() {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..40 {
+            raw.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let head = parse_request(&mut buf(&raw), &LIMITS).unwrap().unwrap();
+        let headers = head.request.headers();
+        assert_eq!(headers.len(), 41);
+        assert_eq!(headers["x-f0"], "v0");
+        assert_eq!(headers["x-f39"], "v39");
     }
 
     #[test]
