@@ -1,6 +1,12 @@
 //! [`ReadBuf`]: a connection's read buffer, handing out parsed heads and body chunks as
-//! zero-copy `Bytes`.
+//! zero-copy `Bytes`; and per-thread pools of read and write buffers.
+//!
+//! A connection waiting for its next request gives its (empty) buffers back to its thread's
+//! pool and takes one again when bytes arrive, so that idle keep-alive connections hold no
+//! buffer memory, while busy ones reuse buffers without allocating: a push and a pop per
+//! request instead of a free and a malloc.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +16,43 @@ use futures_lite::io::AsyncRead;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 16 * 1024;
+
+/// The most buffers of each kind a thread's pool keeps; more are freed.
+const POOL_MAX: usize = 256;
+/// Write buffers that grew beyond this are freed rather than pooled.
+const POOLED_WRITE_CAPACITY: usize = 64 * 1024;
+/// The capacity of a new write buffer: room for a few pipelined responses.
+const WRITE_CAPACITY: usize = 4 * 1024;
+
+thread_local! {
+    static READ_POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static WRITE_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes sure `buf` has capacity, from the pool when it has none (after [`give_write_buf`]).
+pub(crate) fn take_write_buf(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0 {
+        *buf = WRITE_POOL
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_CAPACITY));
+    }
+}
+
+/// Gives an empty write buffer's memory back to the pool, leaving `buf` without capacity.
+pub(crate) fn give_write_buf(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0 || !buf.is_empty() {
+        return;
+    }
+    let buf = std::mem::take(buf);
+    if buf.capacity() <= POOLED_WRITE_CAPACITY {
+        WRITE_POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(buf);
+            }
+        });
+    }
+}
 
 /// A read buffer. `buf[..filled]` holds received bytes; `buf[filled..]` is initialised spare
 /// room to read into, kept between reads so that reads need no `unsafe` and no re-zeroing.
@@ -58,7 +101,27 @@ impl ReadBuf {
         }
     }
 
+    /// Gives the memory of an empty buffer back to the thread's pool (for a connection that
+    /// waits for its next request). Bytes already handed out keep their own reference.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.filled != 0 || self.buf.capacity() == 0 {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        READ_POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(buf);
+            }
+        });
+    }
+
     fn spare(&mut self) -> &mut [u8] {
+        if self.buf.capacity() == 0 {
+            if let Some(pooled) = READ_POOL.with(|pool| pool.borrow_mut().pop()) {
+                self.buf = pooled;
+            }
+        }
         if self.buf.len() - self.filled < READ_SIZE / 4 {
             let want = self.filled + READ_SIZE;
             // Reclaims consumed space when the buffer is no longer shared, else reallocates.

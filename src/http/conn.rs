@@ -15,19 +15,19 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use futures_lite::future::{self, poll_fn};
+use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{FutureExt, Stream};
 use http::header;
 use http::{Method, Request, Response, StatusCode, Version};
 
 use super::body::Body;
-use super::buf::ReadBuf;
+use super::buf::{self, ReadBuf};
 use super::date;
 use super::h1::{self, Decoded, Decoder, Framing, Limits, RequestHead};
 use super::response::IntoResponse;
 use super::server::ServerState;
-use crate::time::{sleep, sleep_until};
+use crate::time::{sleep, sleep_until, Sleep};
 
 /// Settings of a server's connections.
 #[derive(Debug, Clone)]
@@ -167,13 +167,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
     }
 }
 
+// Not boxed: a box would cost an allocation per request, and `Head` only lives on the stack of
+// one `.await`.
+#[allow(clippy::large_enum_variant)]
 enum Head {
-    Request(Box<RequestHead>),
+    Request(RequestHead),
     Reject(StatusCode, &'static str),
+    /// Nothing of a next request is buffered.
+    Idle,
     Close,
 }
 
+/// What a busy phase of a connection ended with.
+enum Busy {
+    /// Every buffered request is answered and flushed; wait for more input.
+    Idle,
+    /// Close gracefully.
+    Close,
+    /// The connection failed; drop it.
+    Abort,
+}
+
 /// Serves one connection until it closes.
+///
+/// A connection alternates between waiting, idle, for its next request (`wait_idle`, a small
+/// future) and a busy phase that serves every request it has bytes for (`serve_requests`,
+/// boxed). Boxing the busy phase keeps the task of an idle connection small (its future is as
+/// large as its largest state, and the handler's future and response live in the busy one); the
+/// box costs one allocation per busy phase, so pipelined requests share one.
 pub(crate) async fn serve_conn<IO, H, Fut, R>(
     io: IO,
     peer: SocketAddr,
@@ -197,17 +218,98 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         body_failed: false,
     }));
     let mut first = true;
+    let first_deadline = Instant::now() + config.header_read_timeout;
+    let mut shutdown = server.shutdown_waiter();
+    let mut idle_timer = IdleTimer::new(config.keep_alive_timeout);
     loop {
-        let head = match read_head(&shared, &config, &server, first).await {
-            Head::Request(head) => *head,
+        let deadline = first.then_some(first_deadline);
+        if wait_idle(&shared, &config, &mut shutdown, &mut idle_timer, deadline)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let busy = serve_requests(&shared, peer, &handler, &config, &server, &mut first);
+        match Box::pin(busy).await {
+            Busy::Idle => {}
+            Busy::Close => break,
+            Busy::Abort => return,
+        }
+    }
+    Box::pin(close(&shared)).await;
+}
+
+/// Waits, idle, until bytes of a next request arrive (`Ok`), or the connection should close
+/// (`Err`): the peer closed, a read failed, the server shuts down, or the keep-alive timeout
+/// (the header timeout `first_deadline` before the first request) passed. Holds no buffer
+/// memory while it waits.
+async fn wait_idle<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    config: &Config,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    idle_timer: &mut IdleTimer,
+    first_deadline: Option<Instant>,
+) -> Result<(), ()> {
+    let mut idle_deadline = None;
+    poll_fn(|cx| {
+        {
+            let mut inner = shared.borrow_mut();
+            if !inner.rbuf.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if inner.eof {
+                return Poll::Ready(Err(()));
+            }
+            match inner.poll_fill(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
+            // Waiting between requests: hold no buffer memory meanwhile (see `buf`).
+            inner.rbuf.release_if_empty();
+            buf::give_write_buf(&mut inner.wbuf);
+        }
+        if Pin::new(&mut *shutdown).poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        let now = Instant::now();
+        let deadline = *idle_deadline
+            .get_or_insert_with(|| first_deadline.unwrap_or(now + config.keep_alive_timeout));
+        if idle_timer.poll_expired(cx, now, deadline) {
+            return Poll::Ready(Err(()));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Serves requests while their bytes are buffered or arriving; see [`serve_conn`].
+async fn serve_requests<IO, H, Fut, R>(
+    shared: &Shared<IO>,
+    peer: SocketAddr,
+    handler: &Rc<H>,
+    config: &Config,
+    server: &ServerState,
+    first: &mut bool,
+) -> Busy
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    loop {
+        let head = match read_head(shared, config, *first).await {
+            Head::Request(head) => head,
             Head::Reject(status, reason) => {
                 log::debug!("{peer}: rejected request: {reason}");
-                let _ = write_error(&shared, status, reason).await;
-                break;
+                let _ = write_error(shared, status, reason).await;
+                return Busy::Close;
             }
-            Head::Close => break,
+            Head::Idle => return Busy::Idle,
+            Head::Close => return Busy::Close,
         };
-        first = false;
+        *first = false;
 
         let RequestHead {
             request,
@@ -245,7 +347,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         let mut request = request.map(|()| body);
         request.extensions_mut().insert(peer);
 
-        let handler_ref = &handler;
+        let handler_ref = handler;
         let outcome = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
             .catch_unwind()
             .await;
@@ -264,7 +366,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         if server.is_shutting_down() {
             keep = false;
         }
-        let written = write_response(&shared, response, is_head, version, keep).await;
+        let written = write_response(shared, response, is_head, version, keep).await;
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
@@ -275,24 +377,59 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         }
         match written {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Busy::Close,
             Err(err) => {
                 log::debug!("{peer}: writing response: {err}");
-                return;
+                return Busy::Abort;
             }
         }
-        if !keep || !drain_body(&shared).await {
-            break;
+        if !keep || !drain_body(shared).await {
+            return Busy::Close;
         }
     }
-    close(&shared).await;
 }
 
-/// Reads the next request head, within the keep-alive and header timeouts.
+/// The keep-alive timer of a connection, armed once and moved lazily.
+///
+/// Arming a timer for every wait between requests would cost a timer insertion and removal per
+/// request. Instead one timer stays registered: each wait only records its deadline, and when
+/// the timer fires before that deadline it is moved to it.
+struct IdleTimer {
+    timer: Sleep,
+    registered: bool,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> IdleTimer {
+        IdleTimer {
+            timer: sleep(timeout),
+            registered: false,
+        }
+    }
+
+    /// Whether `deadline` has passed; otherwise makes sure the task is woken by then (or
+    /// earlier, spuriously).
+    fn poll_expired(&mut self, cx: &mut Context<'_>, now: Instant, deadline: Instant) -> bool {
+        if now >= deadline {
+            return true;
+        }
+        if self.registered && now < self.timer.deadline() && self.timer.deadline() <= deadline {
+            // Still armed for no later than the deadline, and for this task: nothing to do.
+            return false;
+        }
+        if now >= self.timer.deadline() || self.timer.deadline() > deadline {
+            self.timer.reset(deadline);
+        }
+        self.registered = Pin::new(&mut self.timer).poll(cx).is_pending();
+        !self.registered
+    }
+}
+
+/// Reads the next request head within the header timeout; `Head::Idle` when no byte of one is
+/// buffered (after flushing the responses held back for pipelining).
 async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     config: &Config,
-    server: &ServerState,
     first: bool,
 ) -> Head {
     let mut header_deadline = first.then(|| Instant::now() + config.header_read_timeout);
@@ -300,7 +437,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         let idle = {
             let mut inner = shared.borrow_mut();
             match h1::parse_request(&mut inner.rbuf, &config.limits) {
-                Ok(Some(head)) => return Head::Request(Box::new(head)),
+                Ok(Some(head)) => return Head::Request(head),
                 Err(reject) => return Head::Reject(reject.status, reject.reason),
                 Ok(None) => {}
             }
@@ -317,15 +454,10 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
         if !shared.borrow().wbuf.is_empty() && flush(shared).await.is_err() {
             return Head::Close;
         }
-        let shutdown = async {
-            if idle {
-                server.shutdown_signal().await;
-            } else {
-                future::pending::<()>().await;
-            }
-            Err(io::ErrorKind::ConnectionAborted.into())
-        };
-        let read = fill(shared).or(shutdown);
+        if idle {
+            return Head::Idle;
+        }
+        let read = fill(shared);
         let result = match header_deadline {
             Some(deadline) => {
                 let expired = async {
@@ -334,17 +466,11 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
                 };
                 read.or(expired).await
             }
-            None => {
-                let expired = async {
-                    sleep(config.keep_alive_timeout).await;
-                    Err(io::ErrorKind::TimedOut.into())
-                };
-                read.or(expired).await
-            }
+            None => read.await,
         };
         match result {
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::TimedOut && !idle => {
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
                 return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head timeout");
             }
             Err(_) => return Head::Close,
@@ -377,18 +503,55 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             keep = false;
         }
     }
-    let (user_close, _) = h1::connection_tokens(&parts.headers);
-    if user_close {
+    // One pass over the handler's headers: write them, and note those that steer framing and
+    // the connection, instead of a map lookup for each.
+    let mut user_length = None;
+    let mut user_connection = false;
+    let mut user_date = false;
+    {
+        let mut inner = shared.borrow_mut();
+        buf::take_write_buf(&mut inner.wbuf);
+        let out = &mut inner.wbuf;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH {
+                if user_length.is_none() {
+                    user_length = Some(
+                        value
+                            .to_str()
+                            .ok()
+                            .and_then(|v| v.trim().parse::<u64>().ok()),
+                    );
+                }
+                continue;
+            }
+            if name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            if name == header::CONNECTION {
+                user_connection = true;
+                continue;
+            }
+            if name == header::DATE {
+                user_date = true;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if user_connection && h1::connection_tokens(&parts.headers).0 {
         keep = false;
     }
+    let user_length = user_length.flatten();
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let user_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
     let framing = if bodiless_status {
         Framing::Empty
     } else if let Some(n) = body.size_hint().or(user_length) {
@@ -403,28 +566,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     {
         let mut inner = shared.borrow_mut();
         let out = &mut inner.wbuf;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in &parts.headers {
-            if name == header::CONTENT_LENGTH
-                || name == header::TRANSFER_ENCODING
-                || name == header::CONNECTION
-            {
-                continue;
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        if !parts.headers.contains_key(header::DATE) {
-            out.extend_from_slice(b"date: ");
-            out.extend_from_slice(date::now().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        // Framing, then Date: the order hyper uses, so that benchmark peers send the same bytes.
         match framing {
             Framing::Length(n) => {
                 out.extend_from_slice(b"content-length: ");
@@ -435,6 +577,11 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
             }
             _ => {}
+        }
+        if !user_date {
+            out.extend_from_slice(b"date: ");
+            date::write(out);
+            out.extend_from_slice(b"\r\n");
         }
         if !keep {
             out.extend_from_slice(b"connection: close\r\n");
@@ -623,7 +770,7 @@ async fn write_error<IO: AsyncRead + AsyncWrite + Unpin>(
         out.push(b' ');
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\ndate: ");
-        out.extend_from_slice(date::now().as_bytes());
+        date::write(out);
         out.extend_from_slice(b"\r\ncontent-type: text/plain\r\ncontent-length: ");
         h1::encode_u64(reason.len() as u64 + 1, out);
         out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");

@@ -56,39 +56,53 @@ pub(crate) struct RequestHead {
 }
 
 const STACK_HEADERS: usize = 128;
+/// Field offsets kept on the stack; a request with more fields puts them in a `Vec`.
+const STACK_RANGES: usize = 32;
+
+/// Where one header field lies in the request head: name and value as offsets.
+#[derive(Clone, Copy, Default)]
+struct FieldRange {
+    name: (u32, u32),
+    value: (u32, u32),
+}
 
 /// Parses a request head from the front of `buf`, removing it on success.
 ///
 /// `Ok(None)` means more bytes are needed (and the limits are not yet exceeded).
+///
+/// This is the server's hottest function, so it allocates only what the `http` types need (the
+/// header map): httparse fills an uninitialised stack array, field offsets go to a stack array
+/// rather than a `Vec`, and the fields that need checking (Host, framing, Connection, Expect)
+/// are noted while the map is built, so a request without them costs no map lookups.
 pub(crate) fn parse_request(
     buf: &mut ReadBuf,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, Reject> {
     // Tolerate empty lines before a request line (RFC 9112 §2.2).
-    let leading = buf
-        .data()
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    if leading > 0 {
+    if matches!(buf.data().first(), Some(b'\r' | b'\n')) {
+        let leading = buf
+            .data()
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
         buf.advance(leading);
     }
     if buf.is_empty() {
         return Ok(None);
     }
 
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
-        &mut stack[..limits.max_headers]
+    let mut stack_headers = [const { std::mem::MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut heap_headers;
+    let headers = if limits.max_headers <= STACK_HEADERS {
+        &mut stack_headers[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        &mut heap
+        heap_headers = vec![std::mem::MaybeUninit::uninit(); limits.max_headers];
+        &mut heap_headers[..]
     };
     let data = buf.data();
     let base = data.as_ptr() as usize;
-    let mut req = httparse::Request::new(headers);
-    let status = req.parse(data);
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(data, headers);
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -131,7 +145,8 @@ pub(crate) fn parse_request(
         }
         Err(_) => return Err(bad("malformed request head")),
     };
-    if head_len > limits.max_header_bytes {
+    // Offsets are kept as u32 to keep the stack array small.
+    if head_len > limits.max_header_bytes || head_len > u32::MAX as usize {
         return Err(reject(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request head too large",
@@ -149,28 +164,59 @@ pub(crate) fn parse_request(
         Version::HTTP_11
     };
     let path_range = range_of(base, path.as_bytes());
-    let header_ranges: Vec<(HeaderName, (usize, usize))> = {
-        let mut out = Vec::with_capacity(req.headers.len());
-        for h in req.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| bad("invalid header name"))?;
-            out.push((name, range_of(base, h.value)));
-        }
-        out
+    let count = req.headers.len();
+    // Zeroed, so kept short: most requests have a handful of fields.
+    let mut stack_ranges = [FieldRange::default(); STACK_RANGES];
+    let mut heap_ranges = Vec::new();
+    let ranges = if count <= STACK_RANGES {
+        &mut stack_ranges[..count]
+    } else {
+        heap_ranges.resize(count, FieldRange::default());
+        &mut heap_ranges[..]
     };
+    for (range, h) in ranges.iter_mut().zip(req.headers.iter()) {
+        let name = range_of(base, h.name.as_bytes());
+        let value = range_of(base, h.value);
+        *range = FieldRange {
+            name: (name.0 as u32, name.1 as u32),
+            value: (value.0 as u32, value.1 as u32),
+        };
+    }
     let head = buf.split_to(head_len);
 
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(header_ranges.len());
-    for (name, (start, end)) in header_ranges {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| bad("invalid header value"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut hosts = 0usize;
+    let mut hosts_valid = true;
+    let mut framing_fields = false;
+    let mut connection = false;
+    let mut expect = false;
+    for range in ranges.iter() {
+        let name = HeaderName::from_bytes(&head[range.name.0 as usize..range.name.1 as usize])
+            .map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(
+            head.slice(range.value.0 as usize..range.value.1 as usize),
+        )
+        .map_err(|_| bad("invalid header value"))?;
+        if name == header::HOST {
+            hosts += 1;
+            hosts_valid &= is_valid_host(value.as_bytes());
+        } else if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            framing_fields = true;
+        } else if name == header::CONNECTION {
+            connection = true;
+        } else if name == header::EXPECT {
+            expect = true;
+        }
         headers.append(name, value);
     }
-    let framing = request_framing(&headers, version)?;
+    let framing = if framing_fields {
+        request_framing(&headers, version)?
+    } else {
+        Framing::Empty
+    };
     if version == Version::HTTP_11 {
-        let hosts = headers.get_all(header::HOST).iter().count();
         if hosts != 1 {
             return Err(bad(if hosts == 0 {
                 "missing Host header"
@@ -178,18 +224,21 @@ pub(crate) fn parse_request(
                 "repeated Host header"
             }));
         }
-    } else if headers.get_all(header::HOST).iter().count() > 1 {
+    } else if hosts > 1 {
         return Err(bad("repeated Host header"));
     }
     // RFC 9112 §3.2: a Host field with an invalid value is a 400 too.
-    if let Some(host) = headers.get(header::HOST) {
-        if !is_valid_host(host.as_bytes()) {
-            return Err(bad("invalid Host header"));
-        }
+    if !hosts_valid {
+        return Err(bad("invalid Host header"));
     }
-    let (close, keep_alive_token) = connection_tokens(&headers);
+    let (close, keep_alive_token) = if connection {
+        connection_tokens(&headers)
+    } else {
+        (false, false)
+    };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
-    let expect_continue = version == Version::HTTP_11
+    let expect_continue = expect
+        && version == Version::HTTP_11
         && headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -207,10 +256,28 @@ pub(crate) fn parse_request(
     }))
 }
 
+/// Whether `value` is a plain `name[:port]`: letters, digits, `.` and `-`, then optionally `:`
+/// and 1 to 5 digits. Every such value is a valid Host; this spares the common case the full
+/// authority parse (which copies the value).
+fn is_simple_host(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+        None => (value, None),
+    };
+    !host.is_empty()
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && match port {
+            None => true,
+            Some(p) => (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit),
+        }
+}
+
 /// Whether `value` is a valid Host field value: `uri-host [ ":" port ]` (no userinfo), or
 /// empty (RFC 9112 §3.2: a target without authority).
 fn is_valid_host(value: &[u8]) -> bool {
-    if value.is_empty() {
+    if value.is_empty() || is_simple_host(value) {
         return true;
     }
     if value.contains(&b'@') || http::uri::Authority::try_from(value).is_err() {
@@ -747,6 +814,45 @@ mod tests {
     #[test]
     fn chunk_line_without_cr_is_rejected() {
         assert!(decode_all(Framing::Chunked, b"5\nhello\r\n0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn simple_hosts_are_valid_authorities() {
+        for host in [
+            "x",
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "a-b.c",
+            "-a",
+            "a..b",
+            "1:0",
+            "example.com:99999",
+        ] {
+            assert!(is_simple_host(host.as_bytes()), "{host}");
+            assert!(
+                http::uri::Authority::try_from(host.as_bytes()).is_ok(),
+                "fast path accepts {host} but the authority parse does not"
+            );
+        }
+        for host in ["", ":80", "a:", "a:123456", "a b", "[::1]", "a@b", "a:b"] {
+            assert!(!is_simple_host(host.as_bytes()), "{host}");
+        }
+    }
+
+    #[test]
+    fn request_with_many_fields_keeps_them_all() {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..40 {
+            raw.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let head = parse_request(&mut buf(&raw), &LIMITS).unwrap().unwrap();
+        let headers = head.request.headers();
+        assert_eq!(headers.len(), 41);
+        assert_eq!(headers["x-f0"], "v0");
+        assert_eq!(headers["x-f39"], "v39");
     }
 
     #[test]

@@ -347,6 +347,7 @@ impl Server {
 
         drop(listener);
         state.shutting_down.set(true);
+        notify(&state.shutdown_waiters);
         state.notify_all();
         state.wait_until(|| state.active.get() == 0).await;
         Ok(())
@@ -588,11 +589,17 @@ impl fmt::Debug for Server {
 }
 
 /// What the accept loop and the connections share: connection count and shutdown state.
+///
+/// Two waiter lists: `waiters` (the accept loop at its connection limit, and `serve` waiting
+/// for the last connection) are woken whenever a connection ends; `shutdown_waiters` (idle
+/// connections) only when a graceful shutdown starts, so that a closing connection does not
+/// wake every idle one.
 #[derive(Default)]
 pub(crate) struct ServerState {
     active: Cell<usize>,
     shutting_down: Cell<bool>,
     waiters: RefCell<Slab<Option<Waker>>>,
+    shutdown_waiters: RefCell<Slab<Option<Waker>>>,
 }
 
 impl ServerState {
@@ -600,21 +607,18 @@ impl ServerState {
         self.shutting_down.get()
     }
 
-    /// Completes when a graceful shutdown starts.
-    pub(crate) async fn shutdown_signal(&self) {
-        self.wait_until(|| self.shutting_down.get()).await;
+    /// Completes once a graceful shutdown has started. Meant to be kept and polled again and
+    /// again (it is `Unpin`): it registers once and stays registered until dropped.
+    pub(crate) fn shutdown_waiter(&self) -> impl Future<Output = ()> + Unpin + '_ {
+        WaitUntil {
+            list: &self.shutdown_waiters,
+            condition: || self.shutting_down.get(),
+            slot: None,
+        }
     }
 
     fn notify_all(&self) {
-        let wakers: Vec<Waker> = self
-            .waiters
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(|(_, w)| w.take())
-            .collect();
-        for waker in wakers {
-            waker.wake();
-        }
+        notify(&self.waiters);
     }
 
     fn wait_until<'a>(
@@ -622,15 +626,27 @@ impl ServerState {
         condition: impl Fn() -> bool + 'a,
     ) -> impl Future<Output = ()> + 'a {
         WaitUntil {
-            state: self,
+            list: &self.waiters,
             condition,
             slot: None,
         }
     }
 }
 
+/// Wakes every waiter of `list`.
+fn notify(list: &RefCell<Slab<Option<Waker>>>) {
+    let wakers: Vec<Waker> = list
+        .borrow_mut()
+        .iter_mut()
+        .filter_map(|(_, w)| w.take())
+        .collect();
+    for waker in wakers {
+        waker.wake();
+    }
+}
+
 struct WaitUntil<'a, C> {
-    state: &'a ServerState,
+    list: &'a RefCell<Slab<Option<Waker>>>,
     condition: C,
     slot: Option<usize>,
 }
@@ -643,11 +659,15 @@ impl<C: Fn() -> bool> Future for WaitUntil<'_, C> {
         if (this.condition)() {
             return Poll::Ready(());
         }
-        let mut waiters = this.state.waiters.borrow_mut();
+        let mut waiters = this.list.borrow_mut();
         match this.slot {
             Some(key) => {
                 if let Some(slot) = waiters.get_mut(key) {
-                    *slot = Some(cx.waker().clone());
+                    // A waiter polled again by the same task keeps its waker: no clone.
+                    match slot {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        _ => *slot = Some(cx.waker().clone()),
+                    }
                 }
             }
             None => this.slot = Some(waiters.insert(Some(cx.waker().clone()))),
@@ -659,7 +679,7 @@ impl<C: Fn() -> bool> Future for WaitUntil<'_, C> {
 impl<C> Drop for WaitUntil<'_, C> {
     fn drop(&mut self) {
         if let Some(key) = self.slot.take() {
-            self.state.waiters.borrow_mut().try_remove(key);
+            self.list.borrow_mut().try_remove(key);
         }
     }
 }
