@@ -81,16 +81,10 @@ impl TcpListener {
     ///
     /// A host name is resolved off the loop; each resolved address is tried in turn.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
-        each_addr(addr, |addr| async move {
-            let fd = new_socket(&addr)?;
-            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
-            rustix::net::bind(&fd, &addr)?;
-            rustix::net::listen(&fd, BACKLOG)?;
-            let listener = std::net::TcpListener::from(fd);
-            Ok(TcpListener {
-                inner: Arc::new(Async::new_nonblocking(listener, false)?),
-            })
-        })
+        each_addr(
+            addr,
+            |addr| async move { TcpListener::listen_on(addr, false) },
+        )
         .await
     }
 
@@ -118,18 +112,27 @@ impl TcpListener {
     /// .unwrap();
     /// ```
     pub async fn bind_reuse_port<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
-        each_addr(addr, |addr| async move {
-            let fd = new_socket(&addr)?;
-            rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
-            rustix::net::sockopt::set_socket_reuseport(&fd, true)?;
-            rustix::net::bind(&fd, &addr)?;
-            rustix::net::listen(&fd, BACKLOG)?;
-            let listener = std::net::TcpListener::from(fd);
-            Ok(TcpListener {
-                inner: Arc::new(Async::new_nonblocking(listener, false)?),
-            })
-        })
+        each_addr(
+            addr,
+            |addr| async move { TcpListener::listen_on(addr, true) },
+        )
         .await
+    }
+
+    /// A listening socket on one resolved address: `SO_REUSEADDR`, `SO_REUSEPORT` when asked,
+    /// bind, listen.
+    fn listen_on(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+        let fd = new_socket(&addr)?;
+        rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+        if reuse_port {
+            rustix::net::sockopt::set_socket_reuseport(&fd, true)?;
+        }
+        rustix::net::bind(&fd, &addr)?;
+        rustix::net::listen(&fd, BACKLOG)?;
+        let listener = std::net::TcpListener::from(fd);
+        Ok(TcpListener {
+            inner: Arc::new(Async::new_nonblocking(listener, false)?),
+        })
     }
 
     /// Waits for a connection and returns it with the peer's address.
