@@ -512,11 +512,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         let mut inner = shared.borrow_mut();
         buf::take_write_buf(&mut inner.wbuf);
         let out = &mut inner.wbuf;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        h1::encode_status_line(status, out);
         for (name, value) in &parts.headers {
             if name == header::CONTENT_LENGTH {
                 if user_length.is_none() {
@@ -765,11 +761,8 @@ async fn write_error<IO: AsyncRead + AsyncWrite + Unpin>(
     {
         let mut inner = shared.borrow_mut();
         let out = &mut inner.wbuf;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\ndate: ");
+        h1::encode_status_line(status, out);
+        out.extend_from_slice(b"date: ");
         date::write(out);
         out.extend_from_slice(b"\r\ncontent-type: text/plain\r\ncontent-length: ");
         h1::encode_u64(reason.len() as u64 + 1, out);

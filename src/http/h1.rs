@@ -741,6 +741,15 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, DecodeError> {
     Ok(size)
 }
 
+/// Appends `HTTP/1.1 <code> <reason>\r\n` (the reason empty for unknown codes).
+pub(crate) fn encode_status_line(status: StatusCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends one chunk (size line, data, CRLF) to `out`.
 pub(crate) fn encode_chunk_head(len: usize, out: &mut Vec<u8>) {
     use std::io::Write;
