@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -252,36 +252,9 @@ fn panic_in_task_is_reraised_to_its_awaiter_while_other_tasks_finish() {
     assert_eq!(others, vec![0, 1, 2, 3, 4]);
 }
 
-/// Records `log::error!` messages so a test can see the loop's report of an unawaited panic.
-struct CaptureLogger;
-
-static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for CaptureLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Error
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            LOGGED.lock().unwrap().push(record.args().to_string());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn install_logger() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&CaptureLogger).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Error);
-    });
-}
-
 #[test]
 fn detached_task_panic_does_not_stop_the_loop_and_is_logged() {
-    install_logger();
+    common::install_capture_logger();
     let after = run(async {
         spawn(async {
             yield_now().await;
@@ -296,12 +269,10 @@ fn detached_task_panic_does_not_stop_the_loop_and_is_logged() {
         spawn(async { 5 }).await
     });
     assert_eq!(after, 5);
-    let logged = LOGGED.lock().unwrap();
     assert!(
-        logged
-            .iter()
-            .any(|line| line.contains("detached task exploded 7b1c")),
-        "no error logged for the detached panic; logged: {logged:?}"
+        common::logged("detached task exploded 7b1c"),
+        "no error logged for the detached panic; logged: {:?}",
+        common::CAPTURED.lock().unwrap()
     );
 }
 
