@@ -37,7 +37,8 @@ async fn ip(req: Request<Body>) -> Response<Body> {
 }
 
 fn main() -> std::io::Result<()> {
-    env_logger_lite();
+    // Info and above to stderr unless RUST_LOG says otherwise, so the server's log lines show.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8888".into());
     untangle::block_on(async {
         let upstream = match std::env::var("UPSTREAM") {
@@ -95,23 +96,4 @@ fn main() -> std::io::Result<()> {
         log::info!("server stopped");
         Ok(())
     })
-}
-
-/// Prints `log` records at info level and above to stderr, so the server's log lines show.
-fn env_logger_lite() {
-    struct Stderr;
-    impl log::Log for Stderr {
-        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-            metadata.level() <= log::Level::Info
-        }
-        fn log(&self, record: &log::Record<'_>) {
-            if self.enabled(record.metadata()) {
-                eprintln!("[{}] {}", record.level(), record.args());
-            }
-        }
-        fn flush(&self) {}
-    }
-    static LOGGER: Stderr = Stderr;
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
 }

@@ -44,7 +44,8 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 }
 
 fn main() -> std::io::Result<()> {
-    stderr_logger();
+    // Info and above to stderr unless RUST_LOG says otherwise, so the server's log lines show.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8890".into());
     untangle::block_on(async {
         let listener = TcpListener::bind(addr.as_str()).await?;
@@ -74,23 +75,4 @@ fn main() -> std::io::Result<()> {
             .detach();
         }
     })
-}
-
-/// A minimal `log` backend: info and above, to stderr.
-fn stderr_logger() {
-    struct Stderr;
-    impl log::Log for Stderr {
-        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-            metadata.level() <= log::Level::Info
-        }
-        fn log(&self, record: &log::Record<'_>) {
-            if self.enabled(record.metadata()) {
-                eprintln!("[{}] {}", record.level(), record.args());
-            }
-        }
-        fn flush(&self) {}
-    }
-    static LOGGER: Stderr = Stderr;
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
 }
