@@ -1,4 +1,6 @@
-//! What every hand-written peer server shares: the response bytes and the request counter.
+//! What every hand-written peer server shares: the response bytes and the per-connection work
+//! (find complete requests in the read buffer, batch one response per request), so the minimal
+//! servers and the floor differ only in how they wait for the socket.
 
 /// The response every minimal server sends: byte for byte what `examples/plaintext.rs` and
 /// hyper send (header order and case included), apart from the Date value, which here is a
@@ -8,7 +10,7 @@ pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nser
 
 /// Counts complete request heads (`\r\n\r\n`) in `buf[..len]`, returning the count and the
 /// number of bytes they span; requests here carry no body.
-pub fn count_requests(buf: &[u8]) -> (usize, usize) {
+fn count_requests(buf: &[u8]) -> (usize, usize) {
     let mut count = 0;
     let mut end = 0;
     let mut i = 0;
@@ -29,4 +31,42 @@ pub fn addr() -> String {
     std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8080".into())
+}
+
+/// One connection's read buffer and response batch.
+pub struct Exchange {
+    buf: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+}
+
+impl Default for Exchange {
+    fn default() -> Exchange {
+        Exchange {
+            buf: vec![0; 16 * 1024],
+            filled: 0,
+            out: Vec::with_capacity(16 * RESPONSE.len()),
+        }
+    }
+}
+
+impl Exchange {
+    /// Where the next read goes.
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// Takes `n` bytes just read into [`spare`](Exchange::spare); returns the responses to
+    /// write, one per complete request (empty while a request is still partial).
+    pub fn received(&mut self, n: usize) -> &[u8] {
+        self.filled += n;
+        let (count, used) = count_requests(&self.buf[..self.filled]);
+        self.buf.copy_within(used..self.filled, 0);
+        self.filled -= used;
+        self.out.clear();
+        for _ in 0..count {
+            self.out.extend_from_slice(RESPONSE);
+        }
+        &self.out
+    }
 }

@@ -5,13 +5,11 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 
 use rustix::event::epoll;
-use untangle_http_bench::{addr, count_requests, RESPONSE};
+use untangle_http_bench::{addr, Exchange};
 
 struct Conn {
     stream: TcpStream,
-    buf: Vec<u8>,
-    filled: usize,
-    out: Vec<u8>,
+    exchange: Exchange,
 }
 
 fn main() {
@@ -44,9 +42,7 @@ fn main() {
                         next,
                         Conn {
                             stream,
-                            buf: vec![0; 16 * 1024],
-                            filled: 0,
-                            out: Vec::new(),
+                            exchange: Exchange::default(),
                         },
                     );
                     next += 1;
@@ -56,22 +52,15 @@ fn main() {
             let mut close = false;
             if let Some(c) = conns.get_mut(&key) {
                 loop {
-                    let space = c.buf.len() - c.filled;
-                    match c.stream.read(&mut c.buf[c.filled..]) {
+                    let spare = c.exchange.spare();
+                    let space = spare.len();
+                    match c.stream.read(spare) {
                         Ok(0) => {
                             close = true;
                             break;
                         }
                         Ok(n) => {
-                            c.filled += n;
-                            let (count, used) = count_requests(&c.buf[..c.filled]);
-                            c.buf.copy_within(used..c.filled, 0);
-                            c.filled -= used;
-                            c.out.clear();
-                            for _ in 0..count {
-                                c.out.extend_from_slice(RESPONSE);
-                            }
-                            if c.stream.write_all(&c.out).is_err() {
+                            if c.stream.write_all(c.exchange.received(n)).is_err() {
                                 close = true;
                                 break;
                             }
