@@ -141,8 +141,9 @@ impl<T: AsFd> Async<T> {
     }
 
     /// Polls a non-blocking operation in `dir`. When `drained` says the result proves the fd
-    /// can take nothing more (a short write on a stream socket), readiness is cleared without
-    /// a second syscall that would fail with `WouldBlock`.
+    /// can give or take nothing more (a short read or write on a stream socket), readiness is
+    /// cleared without a second syscall that would fail with `WouldBlock` (see
+    /// `Source::clear_drained` for why a closed read side keeps it).
     pub(crate) fn poll_op<R>(
         &self,
         dir: usize,
@@ -157,7 +158,7 @@ impl<T: AsFd> Async<T> {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Ok(value) => {
                     if drained(&value) {
-                        self.source.clear(dir, seq);
+                        self.source.clear_drained(dir, seq);
                     }
                     return Poll::Ready(Ok(value));
                 }
@@ -179,22 +180,9 @@ impl<T: AsFd> Async<T> {
         &self,
         cx: &mut Context<'_>,
         len: usize,
-        mut op: impl FnMut(&T) -> io::Result<usize>,
+        op: impl FnMut(&T) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            let seq = ready!(self.source.poll_ready(READ, cx));
-            match op(self.get_ref()) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(READ, seq),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Ok(n) => {
-                    if n > 0 && n < len {
-                        self.source.clear_drained_read(seq);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        self.poll_op(READ, cx, op, |&n| n > 0 && n < len)
     }
 }
 

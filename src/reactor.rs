@@ -375,15 +375,16 @@ impl Source {
         }
     }
 
-    /// After a short read from a stream socket: clears read readiness observed at `seq`, unless
-    /// an event arrived since or the read side is closed (then EOF is still to be read, and no
-    /// further edge would report it).
-    pub(crate) fn clear_drained_read(&self, seq: u64) {
+    /// After a result that proves the fd drained in `dir` (a short read or write on a stream
+    /// socket): clears the readiness observed at `seq`, unless an event arrived since or, for
+    /// reads, the read side is closed (then EOF is still to be read, and no further edge would
+    /// report it).
+    pub(crate) fn clear_drained(&self, dir: usize, seq: u64) {
         let mut state = lock(&self.state);
-        if state.read_closed {
+        if dir == READ && state.read_closed {
             return;
         }
-        let d = &mut state.dirs[READ];
+        let d = &mut state.dirs[dir];
         if d.seq == seq {
             d.ready = false;
         }
