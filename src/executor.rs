@@ -136,7 +136,7 @@ impl Local {
     fn new() -> Local {
         let reactor = match Reactor::new() {
             Ok(reactor) => Arc::new(reactor),
-            Err(err) => panic!("untangle: cannot create the poller (epoll) for this thread: {err}"),
+            Err(err) => panic!("untangle: cannot create the poller for this thread: {err}"),
         };
         let shared = Arc::new(Shared {
             remote: ConcurrentQueue::unbounded(),
@@ -144,13 +144,14 @@ impl Local {
             reactor,
         });
         CURRENT.with(|c| c.set(Arc::as_ptr(&shared)));
+        let buffers = RefCell::new(shared.reactor.buffers(EVENTS_CAPACITY));
         Local {
             shared,
             queue: RefCell::new(VecDeque::with_capacity(256)),
             deferred: RefCell::new(VecDeque::new()),
             yielded: RefCell::new(Vec::new()),
             polling_main: Cell::new(false),
-            buffers: RefCell::new(Buffers::new(EVENTS_CAPACITY)),
+            buffers,
             running: Cell::new(false),
         }
     }
@@ -605,6 +606,29 @@ impl<T> fmt::Debug for Task<T> {
 /// The reactor of the calling thread's loop.
 pub(crate) fn current_reactor() -> Arc<Reactor> {
     LOCAL.with(|local| local.shared.reactor.clone())
+}
+
+/// The [`Reactor::id`] of the loop running on the calling thread (inside `block_on`), or 0.
+pub(crate) fn running_reactor_id() -> usize {
+    LOCAL
+        .try_with(|local| {
+            if local.running.get() {
+                local.shared.reactor.id()
+            } else {
+                0
+            }
+        })
+        .unwrap_or(0)
+}
+
+/// The number of fds registered with the calling thread's reactor.
+pub(crate) fn live_sources() -> usize {
+    current_reactor().len()
+}
+
+/// The name of the calling thread's reactor backend (`epoll`, `polling`, `polling-oneshot`).
+pub(crate) fn reactor_backend() -> &'static str {
+    LOCAL.with(|local| local.shared.reactor.backend_name())
 }
 
 /// Whether the calling thread is inside `block_on`.

@@ -19,7 +19,17 @@ use crate::reactor::{Source, READ, WRITE};
 ///
 /// Operations try the syscall when the fd may be ready and park the task on `WouldBlock` until
 /// the reactor reports readiness. The fd is registered once, when the `Async` is created, and
-/// deregistered when it is dropped. It is driven by the loop of the thread that created it.
+/// deregistered when it is dropped.
+///
+/// # Threads
+/// An `Async` is driven by the loop that polls it. Created on one thread's loop and then polled
+/// on another's (it is `Send` when `T` is; a task spawned with [`Handle::spawn`](crate::Handle)
+/// may carry it), it moves its registration to the loop that polls it the first time it has to
+/// wait there — one deregistration and one registration — and keeps working whether the first
+/// loop is busy, idle or gone. Polled concurrently from two loops (through `&Async`), it moves
+/// back and forth, which works but costs a move per wait. Polled where no untangle loop runs
+/// (outside [`block_on`](crate::block_on)), an operation that would have to wait fails with an
+/// `io::Error` instead of hanging; one that can complete at once still does.
 ///
 /// # Example
 /// ```
@@ -67,7 +77,7 @@ impl<T: AsFd> Async<T> {
     /// Deregisters the fd and returns the inner I/O object (still in non-blocking mode).
     pub fn into_inner(mut self) -> io::Result<T> {
         let io = self.io.take().expect("io present until into_inner");
-        self.source.reactor().remove(&self.source, io.as_fd());
+        self.source.deregister(io.as_fd());
         Ok(io)
     }
 
@@ -77,22 +87,32 @@ impl<T: AsFd> Async<T> {
     /// the last event, so a following read may still find nothing and must handle `WouldBlock`
     /// (or use [`read_with`](Async::read_with), which does).
     pub fn readable(&self) -> Ready<'_> {
-        Ready::new(&self.source, READ)
+        Ready::new(&self.source, self.get_ref().as_fd(), READ)
     }
 
     /// Waits until the fd may be writable; see [`readable`](Async::readable).
     pub fn writable(&self) -> Ready<'_> {
-        Ready::new(&self.source, WRITE)
+        Ready::new(&self.source, self.get_ref().as_fd(), WRITE)
     }
 
     /// Polls for read readiness (single waker slot per direction, like `poll_read`).
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.source.poll_ready(READ, cx).map(|_| Ok(()))
+        self.poll_ready(READ, cx).map_ok(drop)
     }
 
     /// Polls for write readiness (single waker slot per direction, like `poll_write`).
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.source.poll_ready(WRITE, cx).map(|_| Ok(()))
+        self.poll_ready(WRITE, cx).map_ok(drop)
+    }
+
+    /// Polls the cached readiness of `dir`, parking the task (on this thread's loop) when the
+    /// fd is not known to be ready.
+    fn poll_ready(&self, dir: usize, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let fd = self.get_ref().as_fd();
+        match self.source.poll_ready(dir, cx, fd) {
+            Poll::Pending => park_here(&self.source, fd),
+            ready => ready,
+        }
     }
 
     /// Runs a non-blocking read operation until it does not fail with `WouldBlock`, waiting for
@@ -117,7 +137,7 @@ impl<T: AsFd> Async<T> {
     pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         let mut slot = None;
         loop {
-            let seq = WaitReady::new(&self.source, READ, &mut slot).await;
+            let seq = WaitReady::new(&self.source, self.get_ref().as_fd(), READ, &mut slot).await?;
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(READ, seq),
                 result => return result,
@@ -130,7 +150,8 @@ impl<T: AsFd> Async<T> {
     pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         let mut slot = None;
         loop {
-            let seq = WaitReady::new(&self.source, WRITE, &mut slot).await;
+            let seq =
+                WaitReady::new(&self.source, self.get_ref().as_fd(), WRITE, &mut slot).await?;
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.source.clear(WRITE, seq)
@@ -152,7 +173,7 @@ impl<T: AsFd> Async<T> {
         drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
-            let seq = ready!(self.source.poll_ready(dir, cx));
+            let seq = ready!(self.poll_ready(dir, cx))?;
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(dir, seq),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -193,7 +214,7 @@ impl<T: AsFd> Drop for Async<T> {
     fn drop(&mut self) {
         if let Some(io) = self.io.take() {
             // Deregister while the fd is still open, then close it.
-            self.source.reactor().remove(&self.source, io.as_fd());
+            self.source.deregister(io.as_fd());
             drop(io);
         }
     }
@@ -220,15 +241,17 @@ impl<T: AsFd + fmt::Debug> fmt::Debug for Async<T> {
 /// Future returned by [`Async::readable`] and [`Async::writable`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Ready<'a> {
-    source: &'a Source,
+    source: &'a Arc<Source>,
+    fd: BorrowedFd<'a>,
     dir: usize,
     slot: Option<usize>,
 }
 
 impl<'a> Ready<'a> {
-    fn new(source: &'a Source, dir: usize) -> Ready<'a> {
+    fn new(source: &'a Arc<Source>, fd: BorrowedFd<'a>, dir: usize) -> Ready<'a> {
         Ready {
             source,
+            fd,
             dir,
             slot: None,
         }
@@ -240,9 +263,13 @@ impl Future for Ready<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.source
-            .poll_ready_waiter(this.dir, cx, &mut this.slot)
-            .map(|_| Ok(()))
+        match this
+            .source
+            .poll_ready_waiter(this.dir, cx, this.fd, &mut this.slot)
+        {
+            Poll::Pending => park_here::<u64>(this.source, this.fd).map_ok(drop),
+            ready => ready.map_ok(drop),
+        }
     }
 }
 
@@ -263,23 +290,61 @@ impl fmt::Debug for Ready<'_> {
 /// Waits for readiness with a waiter slot that outlives one wait (for `read_with` loops), and
 /// yields the sequence number observed.
 struct WaitReady<'a, 'b> {
-    source: &'a Source,
+    source: &'a Arc<Source>,
+    fd: BorrowedFd<'a>,
     dir: usize,
     slot: &'b mut Option<usize>,
 }
 
 impl<'a, 'b> WaitReady<'a, 'b> {
-    fn new(source: &'a Source, dir: usize, slot: &'b mut Option<usize>) -> Self {
-        WaitReady { source, dir, slot }
+    fn new(
+        source: &'a Arc<Source>,
+        fd: BorrowedFd<'a>,
+        dir: usize,
+        slot: &'b mut Option<usize>,
+    ) -> Self {
+        WaitReady {
+            source,
+            fd,
+            dir,
+            slot,
+        }
     }
 }
 
 impl Future for WaitReady<'_, '_> {
-    type Output = u64;
+    type Output = io::Result<u64>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let this = self.get_mut();
-        this.source.poll_ready_waiter(this.dir, cx, this.slot)
+        match this
+            .source
+            .poll_ready_waiter(this.dir, cx, this.fd, this.slot)
+        {
+            Poll::Pending => park_here(this.source, this.fd),
+            ready => ready,
+        }
+    }
+}
+
+/// Called when a task has parked on `source`: makes sure the loop that will wake it is the one
+/// running on this thread. An `Async` polled on another thread's loop moves its registration
+/// there (it then wakes the task at once, to retry on the new loop); polled where no loop runs,
+/// nothing would ever deliver its events, so it fails instead of hanging.
+fn park_here<T>(source: &Arc<Source>, fd: BorrowedFd<'_>) -> Poll<io::Result<T>> {
+    let here = executor::running_reactor_id();
+    if here == source.home() {
+        return Poll::Pending;
+    }
+    if here == 0 {
+        return Poll::Ready(Err(io::Error::other(
+            "untangle: I/O object polled outside a running untangle loop (untangle::block_on); \
+             nothing would deliver its readiness",
+        )));
+    }
+    match source.move_to(&executor::current_reactor(), fd) {
+        Ok(()) => Poll::Pending,
+        Err(err) => Poll::Ready(Err(err)),
     }
 }
 
@@ -349,7 +414,7 @@ impl<T: AsFd> Async<T> {
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
-            let seq = ready!(self.source.poll_ready(dir, cx));
+            let seq = ready!(self.poll_ready(dir, cx))?;
             let io = self.io.as_mut().expect("io present until into_inner");
             match op(io) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(dir, seq),

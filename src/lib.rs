@@ -49,7 +49,9 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the one `unsafe` call of the crate, polling's `Poller::add_with_mode`
+// (an `unsafe fn`), is allowed where it is made, in `reactor/portable.rs`.
+#![deny(unsafe_code)]
 
 mod blocking;
 mod executor;
@@ -76,5 +78,12 @@ pub use threads::{run_on_threads, ThreadGroup, Threads};
 /// cancelled tasks release their sockets). Not part of the public API.
 #[doc(hidden)]
 pub fn __live_sources() -> usize {
-    reactor::live_sources()
+    executor::live_sources()
+}
+
+/// The reactor backend of the calling thread's loop: `"epoll"`, `"polling"` or
+/// `"polling-oneshot"` (for tests that check `UNTANGLE_REACTOR`). Not part of the public API.
+#[doc(hidden)]
+pub fn __reactor_backend() -> &'static str {
+    executor::reactor_backend()
 }

@@ -1,7 +1,7 @@
 //! Timers for tasks: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
 //!
-//! Timers live in the reactor of the loop that first polls them; the loop's wait uses the next
-//! deadline as its timeout. A sleep never completes before its deadline, and dropping it removes
+//! Timers live in the reactor of the loop that polls them (a sleep polled on another thread's
+//! loop moves there); the loop's wait uses the next deadline as its timeout. A sleep never completes before its deadline, and dropping it removes
 //! its timer at once.
 
 use std::fmt;
@@ -69,9 +69,17 @@ impl Sleep {
 
     /// Moves the deadline, even after the sleep completed: it then completes again at the new
     /// deadline.
+    ///
+    /// A task already waiting on the sleep keeps waiting and is woken at the new deadline,
+    /// earlier or later, whichever task (or thread) calls `reset`.
     pub fn reset(&mut self, deadline: Instant) {
-        self.unregister();
-        self.deadline = deadline;
+        let old = std::mem::replace(&mut self.deadline, deadline);
+        if let Some((reactor, id)) = &self.registration {
+            if !reactor.reset_timer(old, *id, deadline) {
+                // It fired already; its task was woken and re-registers when it polls.
+                self.registration = None;
+            }
+        }
     }
 
     fn unregister(&mut self) {
@@ -90,16 +98,23 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let deadline = self.deadline;
-        if let Some((reactor, id)) = &self.registration {
-            if reactor.update_timer(deadline, *id, cx.waker()) {
-                return Poll::Pending;
-            }
-        }
-        if !executor::is_running() {
+        let here = executor::running_reactor_id();
+        if here == 0 {
             panic!(
                 "untangle timers must be polled inside untangle::block_on: no loop is running \
                  on this thread to fire them"
             );
+        }
+        if let Some((reactor, id)) = &self.registration {
+            // A sleep fires on the loop that polls it now: one moved to another thread's loop
+            // leaves the first (which may be idle or gone).
+            if reactor.id() == here {
+                if reactor.update_timer(deadline, *id, cx.waker()) {
+                    return Poll::Pending;
+                }
+            } else {
+                self.unregister();
+            }
         }
         let reactor = executor::current_reactor();
         let id = reactor.insert_timer(deadline, cx.waker());

@@ -37,6 +37,24 @@ impl Timers {
         }
     }
 
+    /// Moves a timer to a new deadline, keeping its id and waker; false when it already fired.
+    pub(crate) fn reset(&mut self, old: Instant, id: u64, new: Instant) -> bool {
+        match self.map.remove(&(old, id)) {
+            Some(waker) => {
+                self.map.insert((new, id), waker);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The earliest pending deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map
+            .first_key_value()
+            .map(|(&(deadline, _), _)| deadline)
+    }
+
     /// Removes a timer, if it has not fired yet.
     pub(crate) fn remove(&mut self, deadline: Instant, id: u64) {
         self.map.remove(&(deadline, id));

@@ -1,0 +1,620 @@
+//! The reactor: one `polling::Poller` per loop, the registered sources with their cached
+//! readiness and wakers, and the loop's timers.
+//!
+//! # One seam, two backends
+//! `polling::Poller` creates and owns the OS poller on every platform. What differs is how the
+//! reactor registers, waits and notifies — nothing else:
+//! - [`epoll`] (Linux, the default there): registrations and waits made directly on the
+//!   Poller's epoll fd, `IN|OUT|RDHUP|ET`, one `epoll_wait` per wait, one eventfd `write` per
+//!   cross-thread wake (that file's doc says why polling's own wait costs five syscalls);
+//! - [`portable`] (everywhere else, and on Linux with `UNTANGLE_REACTOR=polling`): polling's
+//!   API only, edge-triggered where supported, else one-shot with re-arming.
+//!
+//! Cached readiness with sequence numbers, wakers, timers and the executor's sleep/notify
+//! protocol are shared. The environment variable `UNTANGLE_REACTOR` is read once when a loop
+//! starts: `epoll` (Linux default), `polling` (portable), or `polling-oneshot` (portable, forced
+//! one-shot, to test that path on Linux).
+//!
+//! # Readiness, not re-registration
+//! Every fd is registered once for both directions. An event sets the cached readiness of a
+//! direction and bumps its sequence number; an operation that then fails with `WouldBlock`
+//! clears the readiness it observed, but only if no newer event arrived in between. On the epoll
+//! backend a result that proves the fd drained (a short read or write on a stream socket) clears
+//! it too, so a keep-alive exchange costs one `recv`, one `send` and a share of one wait.
+//!
+//! A read hang-up (`EPOLLRDHUP`, or a full hang-up on any backend) sets a sticky *read closed*
+//! bit. The peer's FIN can arrive with its last data and be reported by the same edge; a reader
+//! that then cleared readiness after its short read would wait forever for an event that never
+//! comes. With the bit set, a short read leaves readiness alone, so the next read finds the EOF.
+//! The portable backend cannot see a half-close, so it never clears on a short read. Hang-ups
+//! and errors wake both directions.
+//!
+//! # Loops and threads
+//! A source belongs to the reactor it is registered with. An `Async` polled on another thread's
+//! running loop moves its registration there (see [`Source::move_to`]), so an I/O object that
+//! travels with its task keeps working whatever happens to the loop it came from.
+//!
+//! Lock order: a reactor's `sources`, then a source's `state`; a source's `state` is never held
+//! while a reactor's `sources` is taken.
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod epoll;
+mod portable;
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::timer::Timers;
+
+/// Index of the read direction.
+pub(crate) const READ: usize = 0;
+/// Index of the write direction.
+pub(crate) const WRITE: usize = 1;
+
+/// The environment variable that selects the backend.
+const BACKEND_VAR: &str = "UNTANGLE_REACTOR";
+
+/// Locks a mutex, ignoring poisoning: no code holding these locks can panic half-way.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one event says about a source.
+#[derive(Clone, Copy, Debug)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// The read side hung up: whatever is left to read ends in EOF.
+    read_closed: bool,
+}
+
+/// How a reactor registers, waits and notifies.
+enum Backend {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Epoll(epoll::Epoll),
+    Portable(portable::Portable),
+}
+
+/// Events of one wait, in the backend's own form.
+enum Events {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Epoll(epoll::Events),
+    Portable(portable::Events),
+}
+
+impl Backend {
+    /// The backend `UNTANGLE_REACTOR` asks for, on a new Poller.
+    fn from_env() -> io::Result<Backend> {
+        let poller = polling::Poller::new()?;
+        let choice = std::env::var(BACKEND_VAR).unwrap_or_default();
+        match choice.as_str() {
+            "polling" => return Ok(Backend::Portable(portable::Portable::new(poller, false))),
+            "polling-oneshot" => {
+                return Ok(Backend::Portable(portable::Portable::new(poller, true)))
+            }
+            "" | "epoll" => {}
+            other => log::warn!(
+                "untangle: {BACKEND_VAR}={other:?} is not a reactor backend (expected `epoll`, \
+                 `polling` or `polling-oneshot`); using the default"
+            ),
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return Ok(Backend::Epoll(epoll::Epoll::new(poller)?));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Ok(Backend::Portable(portable::Portable::new(poller, false)))
+    }
+
+    fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Backend::Epoll(b) => b.add(fd, key),
+            Backend::Portable(b) => b.add(fd, key),
+        }
+    }
+
+    fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Backend::Epoll(b) => b.delete(fd),
+            Backend::Portable(b) => b.delete(fd),
+        }
+    }
+
+    fn events(&self, capacity: usize) -> Events {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Backend::Epoll(_) => Events::Epoll(epoll::Epoll::events(capacity)),
+            Backend::Portable(_) => Events::Portable(portable::Portable::events(capacity)),
+        }
+    }
+
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>) {
+        match (self, events) {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (Backend::Epoll(b), Events::Epoll(events)) => b.wait(events, timeout),
+            (Backend::Portable(b), Events::Portable(events)) => b.wait(events, timeout),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("a loop's event buffer comes from its own reactor"),
+        }
+    }
+
+    fn notify(&self) -> io::Result<()> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Backend::Epoll(b) => b.notify(),
+            Backend::Portable(b) => b.notify(),
+        }
+    }
+
+    /// The portable backend in one-shot mode, which must re-arm after each event.
+    fn oneshot(&self) -> Option<&portable::Portable> {
+        match self {
+            Backend::Portable(b) if b.is_oneshot() => Some(b),
+            _ => None,
+        }
+    }
+}
+
+impl Events {
+    fn dispatch(&self, f: impl FnMut(usize, Readiness)) {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Events::Epoll(events) => epoll::Epoll::dispatch(events, f),
+            Events::Portable(events) => portable::Portable::dispatch(events, f),
+        }
+    }
+}
+
+/// The reactor of one loop.
+pub(crate) struct Reactor {
+    backend: Backend,
+    /// Whether a short read or write proves a stream fd drained (the epoll backend, which sees
+    /// half-closes); the portable backend clears readiness only on `WouldBlock`.
+    short_ops_drain: bool,
+    sources: Mutex<Slab<Arc<Source>>>,
+    timers: Mutex<Timers>,
+}
+
+/// Scratch space for one wait, kept by the loop so that waits do not allocate.
+pub(crate) struct Buffers {
+    events: Events,
+    wakers: Vec<Waker>,
+}
+
+impl Buffers {
+    /// Wakes the tasks collected by the last [`Reactor::poll`].
+    pub(crate) fn wake_all(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+impl Reactor {
+    /// A reactor on a new Poller, with the backend `UNTANGLE_REACTOR` selects.
+    pub(crate) fn new() -> io::Result<Reactor> {
+        let backend = Backend::from_env()?;
+        let short_ops_drain = !matches!(backend, Backend::Portable(_));
+        Ok(Reactor {
+            backend,
+            short_ops_drain,
+            sources: Mutex::new(Slab::new()),
+            timers: Mutex::new(Timers::default()),
+        })
+    }
+
+    /// The name of the backend, for logs and tests.
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Backend::Epoll(_) => "epoll",
+            Backend::Portable(b) if b.is_oneshot() => "polling-oneshot",
+            Backend::Portable(_) => "polling",
+        }
+    }
+
+    /// Scratch buffers for [`poll`](Self::poll), for up to `capacity` events per wait.
+    pub(crate) fn buffers(&self, capacity: usize) -> Buffers {
+        Buffers {
+            events: self.backend.events(capacity),
+            wakers: Vec::new(),
+        }
+    }
+
+    /// An identity for this reactor, to tell whether a source is registered with it.
+    pub(crate) fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Interrupts the current or next blocking wait.
+    pub(crate) fn notify(&self) {
+        if let Err(err) = self.backend.notify() {
+            log::error!("untangle: failed to notify the loop's poller: {err}");
+        }
+    }
+
+    /// Registers `fd` (once, for both directions). `ready` sets the initial cached readiness:
+    /// true lets the first operation try the syscall at once.
+    pub(crate) fn insert(
+        self: &Arc<Self>,
+        fd: BorrowedFd<'_>,
+        ready: bool,
+    ) -> io::Result<Arc<Source>> {
+        let state = State {
+            reactor: self.clone(),
+            key: 0,
+            dirs: [Direction::new(ready), Direction::new(ready)],
+            read_closed: false,
+            armed: [true, true],
+        };
+        let source = Arc::new(Source {
+            home: AtomicUsize::new(self.id()),
+            state: Mutex::new(state),
+            moving: Mutex::new(()),
+        });
+        let key = self.register(fd, &source)?;
+        lock(&source.state).key = key;
+        Ok(source)
+    }
+
+    /// Adds `fd` to the poller and `source` to the slab; returns its key.
+    fn register(&self, fd: BorrowedFd<'_>, source: &Arc<Source>) -> io::Result<usize> {
+        let mut sources = lock(&self.sources);
+        let entry = sources.vacant_entry();
+        let key = entry.key();
+        self.backend.add(fd, key)?;
+        entry.insert(source.clone());
+        Ok(key)
+    }
+
+    /// Removes the source at `key`; `fd` must be the fd it was registered with, still open.
+    fn deregister(&self, key: usize, fd: BorrowedFd<'_>) {
+        let mut sources = lock(&self.sources);
+        if let Err(err) = self.backend.delete(fd) {
+            log::debug!("untangle: deregistering fd {}: {err}", fd.as_raw_fd());
+        }
+        sources.try_remove(key);
+    }
+
+    /// How many fds are registered.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.sources).len()
+    }
+
+    /// Adds a timer that wakes `waker` at `deadline`; returns its id.
+    pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> u64 {
+        lock(&self.timers).insert(deadline, waker.clone())
+    }
+
+    /// Refreshes a timer's waker; false when the timer already fired.
+    pub(crate) fn update_timer(&self, deadline: Instant, id: u64, waker: &Waker) -> bool {
+        lock(&self.timers).update(deadline, id, waker)
+    }
+
+    /// Moves a pending timer to `new`, keeping its waker; false when it already fired.
+    ///
+    /// When the timer becomes the earliest one by moving earlier, the loop is notified: it may
+    /// be asleep in a wait computed from the old first deadline (`reset` from another thread).
+    pub(crate) fn reset_timer(&self, old: Instant, id: u64, new: Instant) -> bool {
+        let (moved, first) = {
+            let mut timers = lock(&self.timers);
+            let moved = timers.reset(old, id, new);
+            (moved, timers.next_deadline() == Some(new))
+        };
+        if moved && new < old && first {
+            self.notify();
+        }
+        moved
+    }
+
+    /// Removes a timer that has not fired.
+    pub(crate) fn remove_timer(&self, deadline: Instant, id: u64) {
+        lock(&self.timers).remove(deadline, id);
+    }
+
+    /// Takes every waker the reactor holds, of timers and of tasks waiting for I/O, and removes
+    /// the timers: for a loop whose thread exits, so that dropping the wakers can release the
+    /// tasks parked here (otherwise each task and the reactor keep each other alive).
+    pub(crate) fn take_wakers(&self) -> Vec<Waker> {
+        let mut out = Vec::new();
+        lock(&self.timers).take_all(&mut out);
+        let sources: Vec<Arc<Source>> = lock(&self.sources)
+            .iter()
+            .map(|(_, source)| source.clone())
+            .collect();
+        for source in sources {
+            for direction in lock(&source.state).dirs.iter_mut() {
+                direction.drain_wakers(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Collects I/O events and due timers; their wakers are left in `buf` for
+    /// [`Buffers::wake_all`], so the loop can mark itself awake first (a wake while it is
+    /// still marked asleep would pay for a needless notification).
+    ///
+    /// With `block`, waits until an event, a notification or the next timer deadline; without,
+    /// only looks (and skips the syscall entirely when no fd is registered). Either way it is
+    /// one wait of the backend (one `epoll_wait` on the epoll backend).
+    pub(crate) fn poll(&self, buf: &mut Buffers, block: bool) {
+        // `None` waits forever.
+        let mut timeout = Some(Duration::ZERO);
+        let mut has_timers = false;
+        {
+            let mut timers = lock(&self.timers);
+            if !timers.is_empty() {
+                has_timers = true;
+                let now = Instant::now();
+                let next = timers.expire(now, &mut buf.wakers);
+                if block && buf.wakers.is_empty() {
+                    timeout = next.map(|deadline| deadline.saturating_duration_since(now));
+                }
+            } else if block {
+                timeout = None;
+            }
+        }
+
+        let skip = timeout == Some(Duration::ZERO) && lock(&self.sources).is_empty();
+        if skip {
+            return;
+        }
+        self.backend.wait(&mut buf.events, timeout);
+        let oneshot = self.backend.oneshot().is_some();
+        {
+            let mut sources = None;
+            let wakers = &mut buf.wakers;
+            buf.events.dispatch(|key, readiness| {
+                let sources = sources.get_or_insert_with(|| lock(&self.sources));
+                if let Some(source) = sources.get(key) {
+                    source.set_ready(readiness, oneshot, wakers);
+                }
+            });
+        }
+
+        if has_timers {
+            lock(&self.timers).expire(Instant::now(), &mut buf.wakers);
+        }
+    }
+}
+
+/// The readiness of one direction of a source.
+struct Direction {
+    /// Cached readiness: the fd may be ready in this direction.
+    ready: bool,
+    /// Bumped at every event, so a clear never erases a newer event.
+    seq: u64,
+    /// Waker of the `poll_read`/`poll_write` style caller (one per direction, like tokio).
+    waker: Option<Waker>,
+    /// Wakers of `readable()`/`writable()` futures; each removes its slot when dropped.
+    waiters: Slab<Option<Waker>>,
+}
+
+impl Direction {
+    fn new(ready: bool) -> Direction {
+        Direction {
+            ready,
+            seq: 0,
+            waker: None,
+            waiters: Slab::new(),
+        }
+    }
+
+    fn drain_wakers(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.waker.take());
+        for (_, waiter) in self.waiters.iter_mut() {
+            out.extend(waiter.take());
+        }
+    }
+
+    /// Marks the direction ready as of a new event.
+    fn set_ready(&mut self, out: &mut Vec<Waker>) {
+        self.ready = true;
+        self.seq = self.seq.wrapping_add(1);
+        self.drain_wakers(out);
+    }
+}
+
+/// The mutable part of a source.
+struct State {
+    /// The reactor the fd is registered with now.
+    reactor: Arc<Reactor>,
+    /// Its key in that reactor's slab and poller.
+    key: usize,
+    dirs: [Direction; 2],
+    /// Sticky: the peer closed its write half or the fd hung up, so whatever is left to read
+    /// ends in EOF, and a short read no longer proves that a further read would block.
+    read_closed: bool,
+    /// One-shot backend only: the directions the registration is armed for.
+    armed: [bool; 2],
+}
+
+impl State {
+    /// Before a task parks on `dir`: on a one-shot backend, re-arms the registration for every
+    /// direction not known to be ready (an event disarmed all of them).
+    fn arm(&mut self, dir: usize, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let Some(backend) = self.reactor.backend.oneshot() else {
+            return Ok(());
+        };
+        if self.armed[dir] {
+            return Ok(());
+        }
+        let interest = [!self.dirs[READ].ready, !self.dirs[WRITE].ready];
+        backend.rearm(fd, self.key, interest[READ], interest[WRITE])?;
+        self.armed = interest;
+        Ok(())
+    }
+}
+
+/// A registered fd: cached readiness and wakers per direction.
+pub(crate) struct Source {
+    /// The [`Reactor::id`] of the reactor in `state`, readable without the lock.
+    home: AtomicUsize,
+    state: Mutex<State>,
+    /// Held while the source moves between reactors, so two threads cannot both move it.
+    moving: Mutex<()>,
+}
+
+impl Source {
+    /// The [`Reactor::id`] of the reactor the source is registered with.
+    pub(crate) fn home(&self) -> usize {
+        self.home.load(Ordering::Acquire)
+    }
+
+    /// Deregisters the source; `fd` must be the fd it was registered with, still open.
+    pub(crate) fn deregister(&self, fd: BorrowedFd<'_>) {
+        let _moving = lock(&self.moving);
+        let (reactor, key) = {
+            let state = lock(&self.state);
+            (state.reactor.clone(), state.key)
+        };
+        reactor.deregister(key, fd);
+    }
+
+    /// Moves the registration of `fd` to `to` (an `Async` polled on another loop): deregisters
+    /// it from its current reactor, registers it with `to`, and marks both directions ready so
+    /// every waiting task retries its operation on the new loop.
+    pub(crate) fn move_to(
+        self: &Arc<Self>,
+        to: &Arc<Reactor>,
+        fd: BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        let _moving = lock(&self.moving);
+        let (from, key) = {
+            let state = lock(&self.state);
+            (state.reactor.clone(), state.key)
+        };
+        if Arc::ptr_eq(&from, to) {
+            return Ok(());
+        }
+        from.deregister(key, fd);
+        let registered = to.register(fd, self);
+        let mut wakers = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            // Whether or not the new registration worked, the old one is gone: every waiter
+            // retries, and a failed registration is reported to the caller.
+            for d in state.dirs.iter_mut() {
+                d.set_ready(&mut wakers);
+            }
+            if let Ok(key) = registered {
+                state.reactor = to.clone();
+                state.key = key;
+                state.armed = [true, true];
+                self.home.store(to.id(), Ordering::Release);
+            }
+        }
+        log::debug!(
+            "untangle: fd {} moved to the loop that polls it now",
+            fd.as_raw_fd()
+        );
+        for waker in wakers {
+            waker.wake();
+        }
+        registered.map(drop)
+    }
+
+    /// `Ready(seq)` when the direction may be ready; otherwise stores the (single) waker.
+    pub(crate) fn poll_ready(
+        &self,
+        dir: usize,
+        cx: &mut Context<'_>,
+        fd: BorrowedFd<'_>,
+    ) -> Poll<io::Result<u64>> {
+        let mut state = lock(&self.state);
+        if state.dirs[dir].ready {
+            return Poll::Ready(Ok(state.dirs[dir].seq));
+        }
+        match &mut state.dirs[dir].waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        match state.arm(dir, fd) {
+            Ok(()) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+
+    /// Like [`poll_ready`](Self::poll_ready) for a future with its own waiter slot, so several
+    /// tasks can wait on the same direction and all are woken.
+    pub(crate) fn poll_ready_waiter(
+        &self,
+        dir: usize,
+        cx: &mut Context<'_>,
+        fd: BorrowedFd<'_>,
+        slot: &mut Option<usize>,
+    ) -> Poll<io::Result<u64>> {
+        let mut state = lock(&self.state);
+        let d = &mut state.dirs[dir];
+        if d.ready {
+            if let Some(key) = slot.take() {
+                d.waiters.try_remove(key);
+            }
+            return Poll::Ready(Ok(d.seq));
+        }
+        match slot.and_then(|key| d.waiters.get_mut(key)) {
+            Some(Some(w)) if w.will_wake(cx.waker()) => {}
+            Some(waker) => *waker = Some(cx.waker().clone()),
+            None => *slot = Some(d.waiters.insert(Some(cx.waker().clone()))),
+        }
+        match state.arm(dir, fd) {
+            Ok(()) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
+        }
+    }
+
+    /// Frees a waiter slot of a dropped future.
+    pub(crate) fn remove_waiter(&self, dir: usize, key: usize) {
+        lock(&self.state).dirs[dir].waiters.try_remove(key);
+    }
+
+    /// Clears cached readiness observed at `seq`, unless an event arrived since.
+    pub(crate) fn clear(&self, dir: usize, seq: u64) {
+        let mut state = lock(&self.state);
+        let d = &mut state.dirs[dir];
+        if d.seq == seq {
+            d.ready = false;
+        }
+    }
+
+    /// After a result that proves the fd drained in `dir` (a short read or write on a stream
+    /// socket): clears the readiness observed at `seq`, unless an event arrived since, the
+    /// backend cannot see half-closes (portable), or, for reads, the read side is closed (then
+    /// EOF is still to be read, and no further edge would report it).
+    pub(crate) fn clear_drained(&self, dir: usize, seq: u64) {
+        let mut state = lock(&self.state);
+        if !state.reactor.short_ops_drain || (dir == READ && state.read_closed) {
+            return;
+        }
+        let d = &mut state.dirs[dir];
+        if d.seq == seq {
+            d.ready = false;
+        }
+    }
+
+    /// Applies one event. On a one-shot backend the event disarmed the whole registration, so
+    /// the waiters of a direction it did not report are woken too: they re-poll and re-arm.
+    fn set_ready(&self, readiness: Readiness, oneshot: bool, out: &mut Vec<Waker>) {
+        let mut state = lock(&self.state);
+        if readiness.read_closed {
+            state.read_closed = true;
+        }
+        if oneshot {
+            state.armed = [false, false];
+        }
+        for (dir, ready) in [(READ, readiness.readable), (WRITE, readiness.writable)] {
+            let d = &mut state.dirs[dir];
+            if ready {
+                d.set_ready(out);
+            } else if oneshot {
+                d.drain_wakers(out);
+            }
+        }
+    }
+}
