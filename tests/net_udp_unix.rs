@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{run, watchdog};
 use futures::StreamExt;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use untangle::net::{UdpSocket, UnixListener, UnixStream};
 use untangle::time::sleep;
 use untangle::{spawn, yield_now, Async};
@@ -109,6 +109,146 @@ fn udp_peek_from_leaves_the_datagram_queued() {
         assert_eq!(&buf[..n], b"twice");
         let (n, _) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"twice");
+    });
+}
+
+/// Two loopback sockets connected to each other.
+async fn connected_udp_pair() -> (UdpSocket, UdpSocket) {
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    a.connect(b.local_addr().unwrap()).await.unwrap();
+    b.connect(a.local_addr().unwrap()).await.unwrap();
+    (a, b)
+}
+
+#[test]
+fn peek_does_not_consume_datagram() {
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        a.send(b"first").await.unwrap();
+        a.send(b"second").await.unwrap();
+        let mut buf = [0; 16];
+        for _ in 0..3 {
+            let n = b.peek(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"first");
+        }
+        // A short buffer truncates the peeked copy, not the queued datagram.
+        let mut short = [0; 3];
+        assert_eq!(b.peek(&mut short).await.unwrap(), 3);
+        assert_eq!(&short, b"fir");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let n = b.peek(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+    });
+}
+
+#[test]
+fn peek_keeps_the_socket_readable() {
+    // Edge-triggered epoll reports a queued datagram once. If a successful peek cleared the
+    // cached readiness, the recv below would park with no event to come: it must instead
+    // complete on its first poll.
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        a.send(b"stay").await.unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(b.peek(&mut buf).await.unwrap(), 4);
+        let polled = future::poll_once(b.recv(&mut buf)).await;
+        assert_eq!(polled.map(Result::unwrap), Some(4));
+
+        b.send_to(b"from", a.local_addr().unwrap()).await.unwrap();
+        assert_eq!(a.peek_from(&mut buf).await.unwrap().0, 4);
+        let polled = future::poll_once(a.recv_from(&mut buf)).await;
+        assert_eq!(
+            polled.map(Result::unwrap),
+            Some((4, b.local_addr().unwrap()))
+        );
+    });
+}
+
+#[test]
+fn peek_from_reports_sender() {
+    run(async {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        // Loopback delivers during `send_to`, so the queue order is the send order.
+        first.send_to(b"one", to).await.unwrap();
+        second.send_to(b"two", to).await.unwrap();
+
+        let mut buf = [0; 16];
+        for (sender, msg) in [(&first, b"one"), (&second, b"two")] {
+            let sender = sender.local_addr().unwrap();
+            let (n, from) = receiver.peek_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&msg[..], sender));
+            let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&msg[..], sender));
+        }
+    });
+}
+
+#[test]
+fn peek_waits_until_a_datagram_arrives() {
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        // Leave the cached readiness set but the queue empty: the peek's first try then hits
+        // WouldBlock, which must clear readiness and park the task rather than spin.
+        a.send(b"old").await.unwrap();
+        let mut buf = [0; 16];
+        b.recv(&mut buf).await.unwrap();
+
+        let b = Rc::new(b);
+        let peeker = spawn({
+            let b = b.clone();
+            async move {
+                let mut buf = [0; 16];
+                let n = b.peek(&mut buf).await.unwrap();
+                buf[..n].to_vec()
+            }
+        });
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert!(!peeker.is_finished(), "peek returned with nothing queued");
+        a.send(b"new").await.unwrap();
+        assert_eq!(peeker.await, b"new");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"new");
+    });
+}
+
+#[test]
+fn peek_from_waits_until_a_datagram_arrives() {
+    run(async {
+        let receiver = Rc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peeker = spawn({
+            let receiver = receiver.clone();
+            async move {
+                let mut buf = [0; 16];
+                let (n, from) = receiver.peek_from(&mut buf).await.unwrap();
+                (buf[..n].to_vec(), from)
+            }
+        });
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert!(
+            !peeker.is_finished(),
+            "peek_from returned with nothing queued"
+        );
+        sender
+            .send_to(b"late", receiver.local_addr().unwrap())
+            .await
+            .unwrap();
+        let sender = sender.local_addr().unwrap();
+        assert_eq!(peeker.await, (b"late".to_vec(), sender));
+        let mut buf = [0; 16];
+        let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"late"[..], sender));
     });
 }
 
