@@ -469,6 +469,150 @@ fn unix_read_wakes_when_a_std_thread_writes() {
     });
 }
 
+#[test]
+fn unix_connect_addr_to_an_unnamed_address_fails() {
+    run(async {
+        // A socket from `pair` has an unnamed address: nothing can connect to it.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let unnamed = a.local_addr().unwrap();
+        assert!(unnamed.is_unnamed());
+        let err = UnixStream::connect_addr(&unnamed).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    });
+}
+
+#[test]
+fn unix_path_with_an_interior_nul_is_rejected() {
+    // Only a leading NUL means an abstract name; one inside a path is an error, as in std.
+    let path = "untangle\0sock";
+    let err = run(async { UnixListener::bind(path) }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    let err = run(UnixStream::connect(path)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+}
+
+#[test]
+fn unix_bind_addr_and_connect_addr_take_a_socket_file_address() {
+    let dir = TempDir::new("bind-addr");
+    let path = dir.path("sock");
+    run(async {
+        let addr = std::os::unix::net::SocketAddr::from_pathname(&path).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().as_pathname(),
+            Some(path.as_path())
+        );
+        let mut client = UnixStream::connect_addr(&listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(b"by addr").await.unwrap();
+        let mut buf = [0; 7];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"by addr");
+    });
+}
+
+/// Abstract socket names: no file, a name that starts with a NUL byte.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod abstract_names {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    use std::path::Path;
+
+    use super::*;
+
+    /// A `\0`-prefixed path whose name no other test or test process uses (the abstract
+    /// namespace is shared by every process in the network namespace).
+    fn abstract_path(test: &str) -> String {
+        format!("\0untangle-test-{}-{test}", std::process::id())
+    }
+
+    #[test]
+    fn abstract_unix_names_bind_and_connect() {
+        let path = abstract_path("bind-connect");
+        let name = &path.as_bytes()[1..];
+        run(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let local = listener.local_addr().unwrap();
+            assert_eq!(local.as_abstract_name(), Some(name));
+            assert_eq!(local.as_pathname(), None);
+
+            let mut client = UnixStream::connect(&path).await.unwrap();
+            let (mut server, from) = listener.accept().await.unwrap();
+            assert_eq!(client.peer_addr().unwrap().as_abstract_name(), Some(name));
+            assert_eq!(server.local_addr().unwrap().as_abstract_name(), Some(name));
+            // The client bound nothing.
+            assert!(from.is_unnamed());
+
+            client.write_all(b"abstract").await.unwrap();
+            let mut buf = [0; 8];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"abstract");
+            server.write_all(b"ok").await.unwrap();
+            let mut buf = [0; 2];
+            client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ok");
+        });
+        // No socket file was created under the name.
+        assert!(!Path::new(&path[1..]).exists());
+    }
+
+    #[test]
+    fn abstract_unix_names_bind_addr_and_connect_addr() {
+        let path = abstract_path("bind-addr");
+        let name = &path.as_bytes()[1..];
+        run(async {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+            let listener = UnixListener::bind_addr(&addr).unwrap();
+            assert_eq!(
+                listener.local_addr().unwrap().as_abstract_name(),
+                Some(name)
+            );
+            let client = UnixStream::connect_addr(&addr).await.unwrap();
+            let _accepted = listener.accept().await.unwrap();
+            assert_eq!(client.peer_addr().unwrap().as_abstract_name(), Some(name));
+            // The listener's own address connects too.
+            let again = UnixStream::connect_addr(&listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(again.peer_addr().unwrap().as_abstract_name(), Some(name));
+        });
+    }
+
+    #[test]
+    fn abstract_unix_name_is_released_when_the_listener_closes() {
+        let path = abstract_path("release");
+        run(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let err = UnixListener::bind(&path).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:?}");
+            // No file to remove: closing the socket frees the name.
+            drop(listener);
+            let _listener = UnixListener::bind(&path).unwrap();
+        });
+    }
+
+    #[test]
+    fn abstract_unix_connect_to_an_unbound_name_is_refused() {
+        let path = abstract_path("nobody-here");
+        let err = run(UnixStream::connect(&path)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[test]
+fn abstract_unix_names_are_unsupported_elsewhere() {
+    let path = "\0untangle-test-unsupported";
+    let err = run(async { UnixListener::bind(path) }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
+    let err = run(UnixStream::connect(path)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
+}
+
 // ---- Async<T> around any fd ----
 
 #[test]
