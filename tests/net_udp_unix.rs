@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{run, watchdog};
 use futures::StreamExt;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use untangle::net::{UdpSocket, UnixListener, UnixStream};
 use untangle::time::sleep;
 use untangle::{spawn, yield_now, Async};
@@ -109,6 +109,146 @@ fn udp_peek_from_leaves_the_datagram_queued() {
         assert_eq!(&buf[..n], b"twice");
         let (n, _) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"twice");
+    });
+}
+
+/// Two loopback sockets connected to each other.
+async fn connected_udp_pair() -> (UdpSocket, UdpSocket) {
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    a.connect(b.local_addr().unwrap()).await.unwrap();
+    b.connect(a.local_addr().unwrap()).await.unwrap();
+    (a, b)
+}
+
+#[test]
+fn peek_does_not_consume_datagram() {
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        a.send(b"first").await.unwrap();
+        a.send(b"second").await.unwrap();
+        let mut buf = [0; 16];
+        for _ in 0..3 {
+            let n = b.peek(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"first");
+        }
+        // A short buffer truncates the peeked copy, not the queued datagram.
+        let mut short = [0; 3];
+        assert_eq!(b.peek(&mut short).await.unwrap(), 3);
+        assert_eq!(&short, b"fir");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first");
+        let n = b.peek(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"second");
+    });
+}
+
+#[test]
+fn peek_keeps_the_socket_readable() {
+    // Edge-triggered epoll reports a queued datagram once. If a successful peek cleared the
+    // cached readiness, the recv below would park with no event to come: it must instead
+    // complete on its first poll.
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        a.send(b"stay").await.unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(b.peek(&mut buf).await.unwrap(), 4);
+        let polled = future::poll_once(b.recv(&mut buf)).await;
+        assert_eq!(polled.map(Result::unwrap), Some(4));
+
+        b.send_to(b"from", a.local_addr().unwrap()).await.unwrap();
+        assert_eq!(a.peek_from(&mut buf).await.unwrap().0, 4);
+        let polled = future::poll_once(a.recv_from(&mut buf)).await;
+        assert_eq!(
+            polled.map(Result::unwrap),
+            Some((4, b.local_addr().unwrap()))
+        );
+    });
+}
+
+#[test]
+fn peek_from_reports_sender() {
+    run(async {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        // Loopback delivers during `send_to`, so the queue order is the send order.
+        first.send_to(b"one", to).await.unwrap();
+        second.send_to(b"two", to).await.unwrap();
+
+        let mut buf = [0; 16];
+        for (sender, msg) in [(&first, b"one"), (&second, b"two")] {
+            let sender = sender.local_addr().unwrap();
+            let (n, from) = receiver.peek_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&msg[..], sender));
+            let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&msg[..], sender));
+        }
+    });
+}
+
+#[test]
+fn peek_waits_until_a_datagram_arrives() {
+    run(async {
+        let (a, b) = connected_udp_pair().await;
+        // Leave the cached readiness set but the queue empty: the peek's first try then hits
+        // WouldBlock, which must clear readiness and park the task rather than spin.
+        a.send(b"old").await.unwrap();
+        let mut buf = [0; 16];
+        b.recv(&mut buf).await.unwrap();
+
+        let b = Rc::new(b);
+        let peeker = spawn({
+            let b = b.clone();
+            async move {
+                let mut buf = [0; 16];
+                let n = b.peek(&mut buf).await.unwrap();
+                buf[..n].to_vec()
+            }
+        });
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert!(!peeker.is_finished(), "peek returned with nothing queued");
+        a.send(b"new").await.unwrap();
+        assert_eq!(peeker.await, b"new");
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"new");
+    });
+}
+
+#[test]
+fn peek_from_waits_until_a_datagram_arrives() {
+    run(async {
+        let receiver = Rc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peeker = spawn({
+            let receiver = receiver.clone();
+            async move {
+                let mut buf = [0; 16];
+                let (n, from) = receiver.peek_from(&mut buf).await.unwrap();
+                (buf[..n].to_vec(), from)
+            }
+        });
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert!(
+            !peeker.is_finished(),
+            "peek_from returned with nothing queued"
+        );
+        sender
+            .send_to(b"late", receiver.local_addr().unwrap())
+            .await
+            .unwrap();
+        let sender = sender.local_addr().unwrap();
+        assert_eq!(peeker.await, (b"late".to_vec(), sender));
+        let mut buf = [0; 16];
+        let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"late"[..], sender));
     });
 }
 
@@ -327,6 +467,150 @@ fn unix_read_wakes_when_a_std_thread_writes() {
         assert_eq!(&buf, b"from thread");
         writer.join().unwrap();
     });
+}
+
+#[test]
+fn unix_connect_addr_to_an_unnamed_address_fails() {
+    run(async {
+        // A socket from `pair` has an unnamed address: nothing can connect to it.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let unnamed = a.local_addr().unwrap();
+        assert!(unnamed.is_unnamed());
+        let err = UnixStream::connect_addr(&unnamed).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    });
+}
+
+#[test]
+fn unix_path_with_an_interior_nul_is_rejected() {
+    // Only a leading NUL means an abstract name; one inside a path is an error, as in std.
+    let path = "untangle\0sock";
+    let err = run(async { UnixListener::bind(path) }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    let err = run(UnixStream::connect(path)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+}
+
+#[test]
+fn unix_bind_addr_and_connect_addr_take_a_socket_file_address() {
+    let dir = TempDir::new("bind-addr");
+    let path = dir.path("sock");
+    run(async {
+        let addr = std::os::unix::net::SocketAddr::from_pathname(&path).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().as_pathname(),
+            Some(path.as_path())
+        );
+        let mut client = UnixStream::connect_addr(&listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(b"by addr").await.unwrap();
+        let mut buf = [0; 7];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"by addr");
+    });
+}
+
+/// Abstract socket names: no file, a name that starts with a NUL byte.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod abstract_names {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    use std::path::Path;
+
+    use super::*;
+
+    /// A `\0`-prefixed path whose name no other test or test process uses (the abstract
+    /// namespace is shared by every process in the network namespace).
+    fn abstract_path(test: &str) -> String {
+        format!("\0untangle-test-{}-{test}", std::process::id())
+    }
+
+    #[test]
+    fn abstract_unix_names_bind_and_connect() {
+        let path = abstract_path("bind-connect");
+        let name = &path.as_bytes()[1..];
+        run(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let local = listener.local_addr().unwrap();
+            assert_eq!(local.as_abstract_name(), Some(name));
+            assert_eq!(local.as_pathname(), None);
+
+            let mut client = UnixStream::connect(&path).await.unwrap();
+            let (mut server, from) = listener.accept().await.unwrap();
+            assert_eq!(client.peer_addr().unwrap().as_abstract_name(), Some(name));
+            assert_eq!(server.local_addr().unwrap().as_abstract_name(), Some(name));
+            // The client bound nothing.
+            assert!(from.is_unnamed());
+
+            client.write_all(b"abstract").await.unwrap();
+            let mut buf = [0; 8];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"abstract");
+            server.write_all(b"ok").await.unwrap();
+            let mut buf = [0; 2];
+            client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ok");
+        });
+        // No socket file was created under the name.
+        assert!(!Path::new(&path[1..]).exists());
+    }
+
+    #[test]
+    fn abstract_unix_names_bind_addr_and_connect_addr() {
+        let path = abstract_path("bind-addr");
+        let name = &path.as_bytes()[1..];
+        run(async {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+            let listener = UnixListener::bind_addr(&addr).unwrap();
+            assert_eq!(
+                listener.local_addr().unwrap().as_abstract_name(),
+                Some(name)
+            );
+            let client = UnixStream::connect_addr(&addr).await.unwrap();
+            let _accepted = listener.accept().await.unwrap();
+            assert_eq!(client.peer_addr().unwrap().as_abstract_name(), Some(name));
+            // The listener's own address connects too.
+            let again = UnixStream::connect_addr(&listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(again.peer_addr().unwrap().as_abstract_name(), Some(name));
+        });
+    }
+
+    #[test]
+    fn abstract_unix_name_is_released_when_the_listener_closes() {
+        let path = abstract_path("release");
+        run(async {
+            let listener = UnixListener::bind(&path).unwrap();
+            let err = UnixListener::bind(&path).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err:?}");
+            // No file to remove: closing the socket frees the name.
+            drop(listener);
+            let _listener = UnixListener::bind(&path).unwrap();
+        });
+    }
+
+    #[test]
+    fn abstract_unix_connect_to_an_unbound_name_is_refused() {
+        let path = abstract_path("nobody-here");
+        let err = run(UnixStream::connect(&path)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[test]
+fn abstract_unix_names_are_unsupported_elsewhere() {
+    let path = "\0untangle-test-unsupported";
+    let err = run(async { UnixListener::bind(path) }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
+    let err = run(UnixStream::connect(path)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err:?}");
 }
 
 // ---- Async<T> around any fd ----

@@ -76,8 +76,60 @@ impl UdpSocket {
         self.inner.read_with(|s| s.recv_from(buf)).await
     }
 
-    /// Receives a datagram without removing it from the queue.
+    /// Waits for a datagram from the connected peer and copies it into `buf` without removing
+    /// it from the queue: the next [`peek`](UdpSocket::peek) or [`recv`](UdpSocket::recv)
+    /// returns the same datagram. Returns its length, truncated to `buf.len()` like `recv`.
+    ///
+    /// # Example
+    /// ```
+    /// use untangle::net::UdpSocket;
+    ///
+    /// untangle::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     a.connect(b.local_addr()?).await?;
+    ///     b.connect(a.local_addr()?).await?;
+    ///     a.send(b"kept").await?;
+    ///     let mut buf = [0; 16];
+    ///     let n = b.peek(&mut buf).await?;
+    ///     assert_eq!(&buf[..n], b"kept");
+    ///     let n = b.recv(&mut buf).await?; // still queued
+    ///     assert_eq!(&buf[..n], b"kept");
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // `read_with` clears the cached read readiness only on `WouldBlock`; a successful peek
+        // leaves the datagram queued, so the fd must stay readable for the `recv` that follows
+        // (no new epoll edge would announce data that is already there).
+        self.inner.read_with(|s| s.peek(buf)).await
+    }
+
+    /// Waits for a datagram and copies it into `buf` without removing it from the queue;
+    /// returns its length (truncated to `buf.len()`) and the address it came from. The next
+    /// [`peek_from`](UdpSocket::peek_from) or [`recv_from`](UdpSocket::recv_from) returns the
+    /// same datagram.
+    ///
+    /// # Example
+    /// ```
+    /// use untangle::net::UdpSocket;
+    ///
+    /// untangle::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     let b = UdpSocket::bind("127.0.0.1:0").await?;
+    ///     a.send_to(b"who?", b.local_addr()?).await?;
+    ///     let mut buf = [0; 16];
+    ///     let (n, from) = b.peek_from(&mut buf).await?;
+    ///     assert_eq!((&buf[..n], from), (&b"who?"[..], a.local_addr()?));
+    ///     let (n, _) = b.recv_from(&mut buf).await?; // still queued
+    ///     assert_eq!(&buf[..n], b"who?");
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        // As in `peek`: readiness is cleared only on `WouldBlock`, never on success.
         self.inner.read_with(|s| s.peek_from(buf)).await
     }
 

@@ -1,9 +1,13 @@
 //! Unix-domain stream sockets: [`UnixListener`] and [`UnixStream`].
+//!
+//! Both bind and connect by a path (a socket file or, on Linux and Android, an abstract name
+//! written with a leading NUL byte) or by a std [`SocketAddr`].
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -18,6 +22,51 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use super::tcp::impl_stream_io;
 use crate::io::Async;
 use crate::reactor::{READ, WRITE};
+
+#[cfg(target_os = "android")]
+use std::os::android::net::SocketAddrExt;
+#[cfg(target_os = "linux")]
+use std::os::linux::net::SocketAddrExt;
+
+/// The address `path` names. A path starting with a NUL byte is an abstract name (the bytes
+/// after the NUL), the convention of tokio and async-io for `bind(path)`/`connect(path)`, since
+/// `Path` has no other way to spell one; std's `from_pathname` would reject it for containing a
+/// NUL. Any other path names a socket file.
+fn socket_addr(path: &Path) -> io::Result<SocketAddr> {
+    match path.as_os_str().as_bytes() {
+        [0, name @ ..] => abstract_addr(name),
+        _ => SocketAddr::from_pathname(path),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &[u8]) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(name)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_addr(_name: &[u8]) -> io::Result<SocketAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract Unix socket names (a path starting with a NUL byte) exist only on Linux and Android",
+    ))
+}
+
+/// std's address as rustix's, for the non-blocking `connect` that std does not offer.
+fn connect_target(addr: &SocketAddr) -> io::Result<SocketAddrUnix> {
+    if let Some(path) = addr.as_pathname() {
+        return Ok(SocketAddrUnix::new(path)?);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(name) = addr.as_abstract_name() {
+        return Ok(SocketAddrUnix::new_abstract_name(name)?);
+    }
+    // An unnamed address (a socket from `pair`, or an unbound client) cannot be connected to.
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "cannot connect to an unnamed Unix socket address",
+    ))
+}
 
 /// A Unix-domain socket listening for connections.
 ///
@@ -43,8 +92,59 @@ pub struct UnixListener {
 
 impl UnixListener {
     /// Binds to the socket file at `path` and starts listening (the file must not exist).
+    ///
+    /// # Abstract names (Linux, Android)
+    ///
+    /// A `path` that starts with a NUL byte binds the abstract name made of the bytes after it
+    /// (as `SocketAddrExt::from_abstract_name` does, and as tokio and async-io read such a
+    /// path). No file is created: the name lives in the network namespace, is released when
+    /// the socket closes, and [`local_addr`](UnixListener::local_addr) reports it through
+    /// `SocketAddrExt::as_abstract_name`. On other systems such a path fails with
+    /// [`ErrorKind::Unsupported`](io::ErrorKind::Unsupported).
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")] {
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use untangle::net::{UnixListener, UnixStream};
+    ///
+    /// untangle::block_on(async {
+    ///     let path = format!("\0untangle-doc-bind-{}", std::process::id());
+    ///     let name = &path.as_bytes()[1..];
+    ///     let listener = UnixListener::bind(&path)?;
+    ///     assert_eq!(listener.local_addr()?.as_abstract_name(), Some(name));
+    ///     let client = UnixStream::connect(&path).await?;
+    ///     assert_eq!(client.peer_addr()?.as_abstract_name(), Some(name));
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// # }
+    /// ```
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
-        UnixListener::try_from(std::os::unix::net::UnixListener::bind(path)?)
+        UnixListener::bind_addr(&socket_addr(path.as_ref())?)
+    }
+
+    /// Binds to `addr` (a socket file, or an abstract name on Linux and Android) and starts
+    /// listening, like std's `UnixListener::bind_addr`.
+    ///
+    /// # Example
+    /// ```
+    /// use std::os::unix::net::SocketAddr;
+    /// use untangle::net::{UnixListener, UnixStream};
+    ///
+    /// untangle::block_on(async {
+    ///     let dir = std::env::temp_dir().join(format!("untangle-doc-addr-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("sock");
+    ///     let _ = std::fs::remove_file(&path);
+    ///     let listener = UnixListener::bind_addr(&SocketAddr::from_pathname(&path)?)?;
+    ///     let client = UnixStream::connect_addr(&listener.local_addr()?).await?;
+    ///     assert_eq!(client.peer_addr()?.as_pathname(), Some(path.as_path()));
+    ///     std::fs::remove_dir_all(&dir)
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
+        UnixListener::try_from(std::os::unix::net::UnixListener::bind_addr(addr)?)
     }
 
     /// Waits for a connection.
@@ -71,7 +171,7 @@ impl UnixListener {
         UnixIncoming { listener: self }
     }
 
-    /// The local address.
+    /// The local address: a path (`as_pathname`) or an abstract name (`as_abstract_name`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
@@ -156,9 +256,17 @@ impl UnixStream {
         })
     }
 
-    /// Connects to the socket at `path`.
+    /// Connects to the socket at `path`; a `path` that starts with a NUL byte is an abstract
+    /// name, as in [`UnixListener::bind`].
     pub async fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        let addr = SocketAddrUnix::new(path.as_ref())?;
+        UnixStream::connect_addr(&socket_addr(path.as_ref())?).await
+    }
+
+    /// Connects to the socket at `addr` (a path, or an abstract name on Linux and Android),
+    /// like std's `UnixStream::connect_addr`; see [`UnixListener::bind_addr`] for an example.
+    /// An unnamed address fails with [`ErrorKind::InvalidInput`](io::ErrorKind::InvalidInput).
+    pub async fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
+        let addr = connect_target(addr)?;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
         let in_progress = match rustix::net::connect(&fd, &addr) {
@@ -183,12 +291,13 @@ impl UnixStream {
         Ok((UnixStream::try_from(a)?, UnixStream::try_from(b)?))
     }
 
-    /// The local address.
+    /// The local address (unnamed for a connecting socket, which binds nothing).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
     }
 
-    /// The peer's address.
+    /// The peer's address: for a connected client, the path or abstract name its listener is
+    /// bound to; for an accepted stream, usually unnamed (clients rarely bind).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().peer_addr()
     }
