@@ -314,6 +314,7 @@ impl<T> fmt::Debug for ThreadGroup<T> {
 }
 
 /// The CPUs the calling thread may run on, in ascending order.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
         Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
@@ -327,6 +328,7 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Pins the calling thread to `cpu` (rustix's safe `sched_setaffinity`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn pin_current_thread(cpu: usize) {
     let mut set = rustix::thread::CpuSet::new();
     set.set(cpu);
@@ -334,6 +336,18 @@ fn pin_current_thread(cpu: usize) {
         log::warn!("untangle: could not pin thread to CPU {cpu}: {err}");
     }
 }
+
+/// No CPU affinity API here: threads are not pinned.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn allowed_cpus() -> Vec<usize> {
+    log::warn!(
+        "untangle: CPU pinning is supported on Linux and Android only; threads are not pinned"
+    );
+    Vec::new()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn pin_current_thread(_cpu: usize) {}
 
 /// A one-way flag that any thread may set, and any loop may await: the cross-thread signal used
 /// to stop thread groups and to fan a server's shutdown out to its threads.

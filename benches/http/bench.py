@@ -38,6 +38,8 @@ DESCRIPTIONS = {
     "smol_min": "hand-written HTTP loop on smol (`async_io::block_on`)",
     "hyper": "hyper 1.x on tokio current_thread",
     "floor": "raw edge-triggered epoll, no executor (the floor)",
+    "plaintext_polling": "untangle HTTP server, portable reactor backend (`UNTANGLE_REACTOR=polling`)",
+    "untangle_min_polling": "hand-written HTTP loop on untangle, portable reactor backend",
 }
 
 
@@ -50,6 +52,10 @@ def servers(root):
         "smol_min": os.path.join(rel, "smol_min"),
         "hyper": os.path.join(rel, "hyper_server"),
         "floor": os.path.join(rel, "floor"),
+        # The same binaries on the reactor's portable backend (polling's own API): "path|VAR=value".
+        "plaintext_polling": os.path.join(root, "target", "release", "examples", "plaintext")
+        + "|UNTANGLE_REACTOR=polling",
+        "untangle_min_polling": os.path.join(rel, "untangle_min") + "|UNTANGLE_REACTOR=polling",
         # Extra servers to compare, e.g. an older build: BENCH_EXTRA=before=/path/to/plaintext
         **dict(e.split("=", 1) for e in os.environ.get("BENCH_EXTRA", "").split(",") if "=" in e),
     }
@@ -95,12 +101,21 @@ class Port:
         return self.port
 
 
+def split_spec(spec):
+    """A server spec is a binary path, optionally followed by "|VAR=value|..." for its environment."""
+    path, *assignments = spec.split("|")
+    env = dict(os.environ)
+    env.update(a.split("=", 1) for a in assignments)
+    return path, env
+
+
 def start(binary, port, strace_out=None):
     """Starts a server pinned to CPU 1; returns (process handle, server pid)."""
+    binary, env = split_spec(binary)
     argv = ["taskset", "-c", "1", binary, f"127.0.0.1:{port}"]
     if strace_out:
         argv = ["strace", "-c", "-f", "-o", strace_out] + argv
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port)
     pid = proc.pid  # taskset execs the server: same pid
     if strace_out:  # the traced server is strace's child
@@ -212,7 +227,7 @@ def main():
     names = [n for n in all_servers if not args.servers or n in args.servers.split(",")]
     workloads = [w for w in WORKLOADS if not args.workloads or any(s in w[0] for s in args.workloads.split(","))]
     for n in names:
-        if not os.access(all_servers[n], os.X_OK):
+        if not os.access(split_spec(all_servers[n])[0], os.X_OK):
             sys.exit(f"{all_servers[n]} is missing: run benches/http/run.sh (it builds first)")
     port = Port()
     check_responses({n: all_servers[n] for n in names}, port)

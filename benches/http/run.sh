@@ -6,7 +6,8 @@
 # Usage: benches/http/run.sh [--rounds N] [--duration SECS] [--servers a,b] [--workloads x16,c=1]
 #                            [--no-strace] [--no-chart] [--out DIR]
 # or the same knobs as environment variables: BENCH_ROUNDS (3), BENCH_DURATION (5 s per run),
-# BENCH_WARMUP (1 s), BENCH_SERVERS (plaintext,untangle_min,tokio_min,smol_min,hyper,floor),
+# BENCH_WARMUP (1 s), BENCH_SERVERS (plaintext,untangle_min,tokio_min,smol_min,hyper,floor,
+# plaintext_polling,untangle_min_polling: the last two on the portable reactor backend),
 # BENCH_WORKLOADS, BENCH_STRACE=0, BENCH_STRACE_DURATION (3 s), BENCH_CHART=0, BENCH_OUT,
 # BENCH_NO_BUILD=1 (skip the two release builds).
 # The defaults take about 8 minutes. Needs wrk, strace (syscall counts) and gnuplot (the chart):

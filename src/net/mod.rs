@@ -4,6 +4,7 @@
 //! (`TryFrom`) puts it in non-blocking mode and registers it.
 
 mod addr;
+mod sys;
 mod tcp;
 mod udp;
 mod unix;

@@ -11,9 +11,10 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::Stream;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketType};
 
 use super::addr::{resolve, ToSocketAddrs};
+use super::sys;
 use crate::io::Async;
 use crate::reactor::{READ, WRITE};
 
@@ -26,13 +27,7 @@ fn new_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     } else {
         AddressFamily::INET6
     };
-    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-    Ok(rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        flags,
-        None,
-    )?)
+    sys::socket(family, SocketType::STREAM)
 }
 
 /// Tries each address in turn; returns the first success or the last error.
@@ -144,13 +139,7 @@ impl TcpListener {
 
     /// Polls for a connection (single waker slot, like `poll_read`).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let accepted = self.inner.poll_op(
-            READ,
-            cx,
-            |l| Ok(rustix::net::acceptfrom_with(l, flags)?),
-            |_| false,
-        );
+        let accepted = self.inner.poll_op(READ, cx, |l| sys::accept(l), |_| false);
         let (fd, addr) = match accepted {
             Poll::Ready(Ok(pair)) => pair,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),

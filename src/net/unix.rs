@@ -17,8 +17,9 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::Stream;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
+use super::sys;
 use super::tcp::impl_stream_io;
 use crate::io::Async;
 use crate::reactor::{READ, WRITE};
@@ -267,8 +268,7 @@ impl UnixStream {
     /// An unnamed address fails with [`ErrorKind::InvalidInput`](io::ErrorKind::InvalidInput).
     pub async fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
         let addr = connect_target(addr)?;
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM)?;
         let in_progress = match rustix::net::connect(&fd, &addr) {
             Ok(()) => false,
             Err(Errno::INPROGRESS) | Err(Errno::INTR) => true,

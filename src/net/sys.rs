@@ -1,0 +1,77 @@
+//! The few socket calls that differ by platform: creating and accepting sockets that are
+//! non-blocking and close-on-exec from the start where the OS can (`SOCK_NONBLOCK`, `accept4`
+//! on Linux and the BSDs), or right after with `ioctl(FIONBIO)` and `fcntl(FD_CLOEXEC)` where it
+//! cannot (Apple's systems, among others).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::net::{AddressFamily, SocketAddrAny, SocketType};
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+))]
+mod imp {
+    use super::*;
+    use rustix::net::SocketFlags;
+
+    const FLAGS: SocketFlags = SocketFlags::NONBLOCK.union(SocketFlags::CLOEXEC);
+
+    pub(super) fn socket(family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+        Ok(rustix::net::socket_with(family, kind, FLAGS, None)?)
+    }
+
+    pub(super) fn accept(listener: impl AsFd) -> io::Result<(OwnedFd, Option<SocketAddrAny>)> {
+        Ok(rustix::net::acceptfrom_with(listener, FLAGS)?)
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+)))]
+mod imp {
+    use super::*;
+    use rustix::io::FdFlags;
+
+    /// Between the call and these flags another thread's `exec` could inherit the fd; no
+    /// atomic alternative exists on these systems.
+    fn set_flags(fd: OwnedFd) -> io::Result<OwnedFd> {
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC)?;
+        Ok(fd)
+    }
+
+    pub(super) fn socket(family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+        set_flags(rustix::net::socket(family, kind, None)?)
+    }
+
+    pub(super) fn accept(listener: impl AsFd) -> io::Result<(OwnedFd, Option<SocketAddrAny>)> {
+        let (fd, addr) = rustix::net::acceptfrom(listener)?;
+        Ok((set_flags(fd)?, addr))
+    }
+}
+
+/// A new socket, non-blocking and close-on-exec.
+pub(crate) fn socket(family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
+    imp::socket(family, kind)
+}
+
+/// Accepts a connection as a non-blocking, close-on-exec socket, with the peer's address when
+/// the OS reports it.
+pub(crate) fn accept(listener: impl AsFd) -> io::Result<(OwnedFd, Option<SocketAddrAny>)> {
+    imp::accept(listener)
+}
