@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 
 mod blocking;
+mod clock;
 mod executor;
 mod io;
 mod reactor;

@@ -1,4 +1,5 @@
-//! Timers for tasks: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`].
+//! Timers for tasks: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`], and the loop's
+//! clock, which tests can pause: [`pause`], [`resume`], [`advance`], [`now`].
 //!
 //! Timers live in the reactor of the loop that polls them (a sleep polled on another thread's
 //! loop moves there); the loop's wait uses the next deadline as its timeout. A sleep never completes before its deadline, and dropping it removes
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::Stream;
 
+use crate::clock;
 use crate::executor;
 use crate::reactor::Reactor;
 
@@ -28,7 +30,7 @@ use crate::reactor::Reactor;
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(far_future_saturating(Instant::now(), duration))
+    sleep_until(far_future_saturating(clock::now(), duration))
 }
 
 /// Waits until `deadline`.
@@ -64,7 +66,7 @@ impl Sleep {
 
     /// Whether the deadline has passed.
     pub fn is_elapsed(&self) -> bool {
-        Instant::now() >= self.deadline
+        clock::now() >= self.deadline
     }
 
     /// Moves the deadline, even after the sleep completed: it then completes again at the new
@@ -93,7 +95,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if clock::now() >= self.deadline {
             self.unregister();
             return Poll::Ready(());
         }
@@ -198,7 +200,7 @@ pub fn interval(period: Duration) -> Interval {
     let period = period.max(Duration::from_nanos(1));
     Interval {
         period,
-        sleep: sleep_until(Instant::now()),
+        sleep: sleep_until(clock::now()),
     }
 }
 
@@ -221,7 +223,7 @@ impl Interval {
             return Poll::Pending;
         }
         let scheduled = self.sleep.deadline();
-        let now = Instant::now();
+        let now = clock::now();
         let mut next = far_future_saturating(scheduled, self.period);
         if next <= now {
             // Skip the ticks we missed, staying on the original grid.
@@ -245,7 +247,7 @@ impl Interval {
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
         self.sleep
-            .reset(far_future_saturating(Instant::now(), self.period));
+            .reset(far_future_saturating(clock::now(), self.period));
     }
 }
 
@@ -255,4 +257,84 @@ impl Stream for Interval {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
         self.get_mut().poll_tick(cx).map(Some)
     }
+}
+
+/// The current instant on this thread's loop clock: `Instant::now()` unless the clock was
+/// [`pause`]d, in which case it is virtual time.
+///
+/// Every untangle timer measures its deadline on this clock — [`sleep`], [`timeout`],
+/// [`interval`], and the HTTP server's and client's timeouts — so code that computes its own
+/// deadlines for them should use this rather than `Instant::now()`.
+pub fn now() -> Instant {
+    clock::now()
+}
+
+/// Pauses this thread's loop clock: virtual time for tests.
+///
+/// While paused, the clock stands still except when [`advance`] moves it and when the loop has
+/// nothing to do: no task is ready and the reactor, checked without blocking, has no I/O event.
+/// Then the clock jumps straight to the next timer's deadline and fires it. So a test of a
+/// 30-second keep-alive timeout runs in microseconds, deterministically.
+///
+/// The clock belongs to the calling thread's loop; other threads' loops keep real time.
+/// Real I/O goes on underneath: a socket that stays silent while the loop is otherwise idle
+/// lets the clock jump to the next timer — that is the point (the test of a read timeout
+/// expects exactly that), but it also means that a reply that takes real time to arrive (a peer
+/// in another thread or process, a blocking-pool job) races against virtual timeouts. Pausing
+/// an already paused clock does nothing.
+///
+/// # Example
+/// ```
+/// use std::time::{Duration, Instant};
+/// use untangle::time::{self, sleep};
+///
+/// untangle::block_on(async {
+///     time::pause();
+///     let (real, virt) = (Instant::now(), time::now());
+///     sleep(Duration::from_secs(3600)).await; // returns at once, an hour later
+///     assert_eq!(time::now() - virt, Duration::from_secs(3600));
+///     assert!(real.elapsed() < Duration::from_secs(60));
+///     time::resume();
+/// });
+/// ```
+pub fn pause() {
+    clock::pause();
+}
+
+/// Lets this thread's loop clock run at real speed again, from the reading it had paused at
+/// (so deadlines taken on it stay consistent: none fires early). Does nothing if the clock is
+/// not paused.
+pub fn resume() {
+    clock::resume();
+}
+
+/// Moves this thread's paused clock forward by `duration`, then yields so that the tasks of
+/// every timer now due run before this one continues. Timers due later stay pending.
+///
+/// # Panics
+/// When the clock is not paused (call [`pause`] first): advancing real time is not possible.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use untangle::time;
+///
+/// untangle::block_on(async {
+///     time::pause();
+///     let short = untangle::spawn(time::sleep(Duration::from_secs(10)));
+///     let long = untangle::spawn(time::sleep(Duration::from_secs(60)));
+///     time::advance(Duration::from_secs(30)).await;
+///     assert!(short.is_finished() && !long.is_finished());
+/// });
+/// ```
+pub async fn advance(duration: Duration) {
+    if !clock::is_paused() {
+        panic!("untangle::time::advance needs a paused clock: call untangle::time::pause() first");
+    }
+    clock::advance(duration);
+    // The first yield lets the loop fire the due timers; the second lets the tasks they woke
+    // run before this one goes on (the `block_on` future takes its turn after the tasks that
+    // were queued when it yielded, which the first yield's wakes were not yet).
+    executor::yield_now().await;
+    executor::yield_now().await;
 }

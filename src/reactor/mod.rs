@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::clock;
 use crate::timer::Timers;
 
 /// Index of the read direction.
@@ -347,13 +348,17 @@ impl Reactor {
         // `None` waits forever.
         let mut timeout = Some(Duration::ZERO);
         let mut has_timers = false;
+        // A paused clock (`time::pause`) only looks for I/O; with nothing to do, it then jumps
+        // to the next deadline instead of sleeping until it.
+        let paused = clock::is_paused();
+        let mut next = None;
         {
             let mut timers = lock(&self.timers);
             if !timers.is_empty() {
                 has_timers = true;
-                let now = Instant::now();
-                let next = timers.expire(now, &mut buf.wakers);
-                if block && buf.wakers.is_empty() {
+                let now = clock::now();
+                next = timers.expire(now, &mut buf.wakers);
+                if block && buf.wakers.is_empty() && !paused {
                     timeout = next.map(|deadline| deadline.saturating_duration_since(now));
                 }
             } else if block {
@@ -362,12 +367,9 @@ impl Reactor {
         }
 
         let skip = timeout == Some(Duration::ZERO) && lock(&self.sources).is_empty();
-        if skip {
-            return;
-        }
-        self.backend.wait(&mut buf.events, timeout);
-        let oneshot = self.backend.oneshot().is_some();
-        {
+        if !skip {
+            self.backend.wait(&mut buf.events, timeout);
+            let oneshot = self.backend.oneshot().is_some();
             let mut sources = None;
             let wakers = &mut buf.wakers;
             buf.events.dispatch(|key, readiness| {
@@ -379,7 +381,12 @@ impl Reactor {
         }
 
         if has_timers {
-            lock(&self.timers).expire(Instant::now(), &mut buf.wakers);
+            if paused && block && buf.wakers.is_empty() {
+                if let Some(next) = next {
+                    clock::advance_to(next);
+                }
+            }
+            lock(&self.timers).expire(clock::now(), &mut buf.wakers);
         }
     }
 }
