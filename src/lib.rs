@@ -6,6 +6,8 @@
 //!
 //! - [`block_on`] runs the calling thread's loop until a future completes;
 //! - [`spawn`] starts a task on it (no `Send` bound), [`Handle::spawn`] from other threads;
+//! - [`scope`] runs child futures that borrow from the caller and all end with the scope
+//!   (structured concurrency: join, cancellation and panics as a unit);
 //! - [`net`] has TCP, UDP and Unix sockets implementing futures-io `AsyncRead`/`AsyncWrite`;
 //! - [`time`] has sleeps, timeouts and intervals; [`unblock`] runs blocking code on a pool;
 //! - `compat` (feature `hyper`) runs hyper 1.x, and through hyper-util axum and tower, on untangle.
@@ -58,6 +60,7 @@ mod clock;
 mod executor;
 mod io;
 mod reactor;
+mod scope;
 mod threads;
 mod timer;
 
@@ -73,6 +76,7 @@ pub use blocking::{
 };
 pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
 pub use io::{Async, Ready};
+pub use scope::{scope, Scope, ScopeFuture, ScopeTask};
 pub use threads::{run_on_threads, ThreadGroup, Threads};
 
 /// The number of fds registered with the calling thread's loop (for tests that check that
