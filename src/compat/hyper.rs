@@ -254,6 +254,11 @@ impl Timer for HyperTimer {
         Box::pin(time::sleep_until(deadline))
     }
 
+    /// The loop's clock, so hyper's own deadlines follow [`time::pause`] in tests.
+    fn now(&self) -> Instant {
+        time::now()
+    }
+
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
         match sleep.as_mut().downcast_mut_pin::<time::Sleep>() {
             Some(ours) => ours.get_mut().reset(new_deadline),
