@@ -158,6 +158,7 @@ pub(crate) fn parse_request(
     }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| bad("invalid method"))?;
+    let form = target_form(&method, path.as_bytes())?;
     let version = if req.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -186,6 +187,11 @@ pub(crate) fn parse_request(
 
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| bad("invalid request target"))?;
+    if form == TargetForm::Absolute && (uri.scheme().is_none() || uri.authority().is_none()) {
+        // `host:port` (authority-form) or anything else that is not `scheme://authority…`:
+        // RFC 9112 §3.2.3 allows authority-form only for CONNECT.
+        return Err(bad("authority-form target outside CONNECT"));
+    }
     let mut headers = HeaderMap::with_capacity(count);
     let mut hosts = 0usize;
     let mut hosts_valid = true;
@@ -237,6 +243,15 @@ pub(crate) fn parse_request(
         (false, false)
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
+    if form == TargetForm::Authority {
+        // A 2xx to CONNECT turns the connection into a tunnel (RFC 9110 §9.3.6), which
+        // handlers cannot take over yet; the client may already be sending tunnel bytes, so
+        // nothing after this head is parsed as HTTP: the rejection closes the connection.
+        return Err(reject(
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not supported",
+        ));
+    }
     let expect_continue = expect
         && version == Version::HTTP_11
         && headers
@@ -290,6 +305,64 @@ fn is_valid_host(value: &[u8]) -> bool {
         }
         _ => true,
     }
+}
+
+/// The form of a request target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetForm {
+    /// `/path?query`
+    Origin,
+    /// `scheme://authority/path?query`, to be confirmed once parsed as a URI.
+    Absolute,
+    /// `host:port`, CONNECT's.
+    Authority,
+    /// `*`, OPTIONS' only.
+    Asterisk,
+}
+
+/// Checks the bytes of a request target and its form against the method (RFC 9112 §3.2):
+/// visible ASCII only (httparse lets bytes from 0x80 through, and `http::Uri` accepts some of
+/// them), authority-form for CONNECT and only for it, asterisk-form only for OPTIONS.
+fn target_form(method: &Method, target: &[u8]) -> Result<TargetForm, Reject> {
+    // One pass that compiles to a vector compare: `b - 0x21` wraps for bytes below 0x21.
+    if !target.iter().all(|&b| b.wrapping_sub(0x21) < 0x7f - 0x21) {
+        return Err(bad("invalid byte in request target"));
+    }
+    let connect = *method == Method::CONNECT;
+    let form = match target {
+        [b'/', ..] => TargetForm::Origin,
+        b"*" => TargetForm::Asterisk,
+        _ if connect => TargetForm::Authority,
+        _ => TargetForm::Absolute,
+    };
+    match form {
+        TargetForm::Authority if !is_authority_form(target) => {
+            Err(bad("invalid authority-form target"))
+        }
+        TargetForm::Origin | TargetForm::Absolute | TargetForm::Asterisk if connect => {
+            Err(bad("CONNECT needs an authority-form target"))
+        }
+        TargetForm::Asterisk if *method != Method::OPTIONS => {
+            Err(bad("asterisk-form target outside OPTIONS"))
+        }
+        form => Ok(form),
+    }
+}
+
+/// Whether `target` is `uri-host ":" port` (RFC 9112 §3.2.3): no userinfo, no path, a port of
+/// 1 to 5 digits.
+fn is_authority_form(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&target[..colon], &target[colon + 1..]);
+    !host.is_empty()
+        && (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
+        && !target
+            .iter()
+            .any(|&b| matches!(b, b'@' | b'/' | b'?' | b'#'))
+        && http::uri::Authority::try_from(target).is_ok()
 }
 
 /// Whether the request line is `method SP target SP HTTP-version` with a syntactically valid

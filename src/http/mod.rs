@@ -16,6 +16,12 @@
 //! ```
 //!
 //! The types are the `http` crate's, re-exported here; bodies are [`Body`].
+//!
+//! # Server behaviour a handler can rely on
+//! - `CONNECT` is answered `501 Not Implemented` without calling the handler, and the
+//!   connection closes (no tunnels yet). Authority-form targets (`host:port`) are accepted only
+//!   with CONNECT and asterisk-form (`*`) only with OPTIONS; other request targets must be
+//!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
 
 mod body;
 mod buf;

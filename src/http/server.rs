@@ -64,6 +64,12 @@ where
 /// Requests carry the peer's [`SocketAddr`] in their extensions
 /// (`req.extensions().get::<SocketAddr>()`).
 ///
+/// # What handlers see, and when they stop
+/// - **CONNECT** is answered `501 Not Implemented` without calling the handler, and the
+///   connection closes: a 2xx would turn it into a tunnel (RFC 9110 §9.3.6), which handlers
+///   cannot take over yet, and bytes after a CONNECT head may already be tunnel data, so
+///   nothing after it is parsed as HTTP. A CONNECT target must be `host:port` (else 400), and
+///   only CONNECT may use that form; `*` is accepted only for OPTIONS.
 /// # Example
 /// ```
 /// use std::time::Duration;

@@ -1,0 +1,207 @@
+//! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
+//! named after the rule: request-target forms and bytes, CONNECT.
+//!
+//! Timing appears only as generous hang guards.
+
+mod common;
+
+use std::future::Future;
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{parse_responses, serve_in_thread, RawResponse};
+use untangle::http::{Body, IntoResponse, Request, Server};
+
+/// How long any single read may wait before the test fails instead of hanging.
+const GUARD: Duration = Duration::from_secs(10);
+
+fn start<C, H, Fut, R>(configure: C, handler: H) -> SocketAddr
+where
+    C: FnOnce(Server) -> Server + Send + 'static,
+    H: Fn(Request<Body>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    serve_in_thread(configure, handler)
+}
+
+fn defaults(server: Server) -> Server {
+    server
+}
+
+/// Answers with `METHOD TARGET VERSION`, without reading the body.
+async fn describe(req: Request<Body>) -> String {
+    format!("{} {} {:?}", req.method(), req.uri(), req.version())
+}
+
+/// A blocking client connection that reads responses one at a time.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(GUARD)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).unwrap();
+    }
+
+    /// Reads more; false at end of stream (a reset counts as the end).
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(err) if err.kind() == IoErrorKind::ConnectionReset => false,
+            Err(err) => panic!(
+                "read failed: {err} (have {:?})",
+                String::from_utf8_lossy(&self.buf)
+            ),
+        }
+    }
+
+    /// Reads until the buffer holds one whole response with a Content-Length body (what
+    /// these tests' handlers send) and returns it.
+    fn response(&mut self) -> RawResponse {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                if self.buf.len() >= end + 4 + length {
+                    let bytes: Vec<u8> = self.buf.drain(..end + 4 + length).collect();
+                    return parse_responses(&bytes).remove(0);
+                }
+            }
+            assert!(
+                self.fill(),
+                "connection closed before a whole response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Asserts that the server closes the connection with nothing more sent.
+    fn assert_closed(&mut self) {
+        while self.fill() {}
+        assert!(
+            self.buf.is_empty(),
+            "unexpected bytes before close: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+    }
+}
+
+/// Sends `request` and a follow-up request in one write; asserts exactly one response with
+/// `status` and `Connection: close`, then the close.
+fn assert_rejected_with(addr: SocketAddr, request: &[u8], status: u16) {
+    let mut conn = Conn::new(addr);
+    let mut bytes = request.to_vec();
+    bytes.extend_from_slice(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.send(bytes);
+    let resp = conn.response();
+    let shown = String::from_utf8_lossy(request);
+    assert_eq!(resp.status, status, "for {shown:?}: {resp:?}");
+    assert_eq!(resp.header("connection"), Some("close"), "for {shown:?}");
+    conn.assert_closed();
+}
+
+fn assert_bad_request(request: &[u8]) {
+    assert_rejected_with(start(defaults, describe), request, 400);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 9110 §9.3.6, RFC 9112 §3.2: CONNECT and the request-target forms
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn connect_is_501_without_calling_the_handler_and_nothing_after_it_is_parsed() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let addr = start(defaults, move |_req: Request<Body>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { "tunnel?" }
+    });
+    // What follows the head may be tunnel bytes; here they look like a request.
+    assert_rejected_with(
+        addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        501,
+    );
+    assert_rejected_with(addr, b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n", 501);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn connect_without_authority_form_target_is_400() {
+    for target in [
+        "/",
+        "*",
+        "http://a:443/",
+        "a",
+        "a:",
+        "a:b",
+        "user@a:443",
+        ":443",
+    ] {
+        assert_bad_request(format!("CONNECT {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+}
+
+#[test]
+fn authority_form_target_outside_connect_is_400() {
+    for method in ["GET", "POST", "OPTIONS"] {
+        assert_bad_request(
+            format!("{method} example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+        );
+    }
+}
+
+#[test]
+fn asterisk_form_target_outside_options_is_400() {
+    for method in ["GET", "HEAD", "POST"] {
+        assert_bad_request(format!("{method} * HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+}
+
+#[test]
+fn asterisk_form_for_options_and_absolute_form_are_accepted() {
+    let mut conn = Conn::new(start(defaults, describe));
+    conn.send("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(conn.response().body, b"OPTIONS * HTTP/1.1");
+    assert_eq!(conn.response().body, b"GET http://a/x?y HTTP/1.1");
+}
+
+#[test]
+fn request_target_with_bytes_outside_visible_ascii_is_400() {
+    for target in [
+        &b"/caf\xc3\xa9"[..], // raw UTF-8
+        b"/\xe2\x82\xac",
+        b"/a\x01b", // control
+        b"/a\x7fb", // DEL
+        b"/a\x80b", // obs-text, not UTF-8
+        b"/a\tb",   // HTAB
+    ] {
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_bad_request(&request);
+    }
+}
