@@ -1,5 +1,5 @@
 //! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
-//! named after the rule: request-target forms and bytes, CONNECT.
+//! named after the rule: request-target forms and bytes, CONNECT and trailer fields.
 //!
 //! Timing appears only as generous hang guards.
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{parse_responses, serve_in_thread, RawResponse};
-use untangle::http::{Body, IntoResponse, Request, Server};
+use untangle::http::{Body, ErrorKind, IntoResponse, Request, Response, Server, StatusCode};
 
 /// How long any single read may wait before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
@@ -35,6 +35,15 @@ fn defaults(server: Server) -> Server {
 /// Answers with `METHOD TARGET VERSION`, without reading the body.
 async fn describe(req: Request<Body>) -> String {
     format!("{} {} {:?}", req.method(), req.uri(), req.version())
+}
+
+/// Reads the whole body and answers with it; a body error answers 400 (413 when too large).
+async fn read_body(req: Request<Body>) -> Response<Body> {
+    match req.into_body().bytes().await {
+        Ok(bytes) => Response::new(Body::from(bytes)),
+        Err(err) if err.kind() == ErrorKind::BodyTooLarge => err.into_response(),
+        Err(err) => (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    }
 }
 
 /// A blocking client connection that reads responses one at a time.
@@ -204,4 +213,53 @@ fn request_target_with_bytes_outside_visible_ascii_is_400() {
         request.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_bad_request(&request);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 9112 §7.1.2: trailer fields are field lines
+// ---------------------------------------------------------------------------------------------
+
+fn chunked_with_trailer(trailer: &[u8]) -> Vec<u8> {
+    let mut request =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+            .to_vec();
+    request.extend_from_slice(trailer);
+    request.extend_from_slice(b"\r\n\r\n");
+    request
+}
+
+#[test]
+fn trailer_field_without_colon_is_400_and_closes() {
+    assert_rejected_with(
+        start(defaults, read_body),
+        &chunked_with_trailer(b"X-No-Colon"),
+        400,
+    );
+}
+
+#[test]
+fn trailer_field_that_is_not_a_valid_field_line_is_400_and_closes() {
+    let addr = start(defaults, read_body);
+    for trailer in [
+        &b"X-Space : v"[..],  // whitespace before the colon
+        b": v",               // empty name
+        b"X(bad): v",         // not a token
+        b"X-A: 1\r\n folded", // obs-fold
+        b"X-A: a\rb",         // bare CR
+        b"X-A: a\x00b",       // NUL
+        b"X-A: a\x7fb",       // DEL
+    ] {
+        assert_rejected_with(addr, &chunked_with_trailer(trailer), 400);
+    }
+}
+
+#[test]
+fn valid_trailer_fields_are_accepted() {
+    let mut conn = Conn::new(start(defaults, read_body));
+    conn.send(chunked_with_trailer(
+        b"X-A: 1\r\nX-B:\r\nX-C: tab\there \xe9",
+    ));
+    assert_eq!(conn.response().body, b"hello");
+    conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().status, 200);
 }

@@ -749,13 +749,38 @@ fn decode_chunked(state: &mut Chunked, buf: &mut ReadBuf) -> Result<Option<Decod
                 if line.is_empty() {
                     return Ok(Some(Decoded::Done));
                 }
-                if line.iter().any(|&b| b == b'\r' || b == 0) {
-                    return Err(DecodeError::Invalid("invalid trailer field"));
-                }
+                check_trailer_field(&line)?;
                 *state = Chunked::Trailers(seen + line.len() + 2);
             }
         }
     }
+}
+
+/// Checks one trailer field line as a header field line (RFC 9112 §7.1.2, §5): a token name
+/// right before a colon, then a value of visible characters, spaces and tabs (obs-text
+/// allowed). A line starting with whitespace (obs-fold) fails as a name; so do whitespace
+/// before the colon and a line without one. CR, NUL and other controls fail as a value.
+fn check_trailer_field(line: &[u8]) -> Result<(), DecodeError> {
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(DecodeError::Invalid("trailer field without a colon"))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(DecodeError::Invalid("invalid trailer field name"));
+    }
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    {
+        return Err(DecodeError::Invalid("invalid trailer field value"));
+    }
+    Ok(())
+}
+
+/// A `tchar` of a token (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Removes one CRLF-terminated line (returned without the CRLF); `None` when incomplete.
