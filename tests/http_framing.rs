@@ -1,5 +1,6 @@
 //! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
-//! named after the rule: request-target forms and bytes, CONNECT and trailer fields.
+//! named after the rule: request-target forms and bytes, CONNECT, trailer fields, and minor
+//! versions.
 //!
 //! Timing appears only as generous hang guards.
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{parse_responses, serve_in_thread, RawResponse};
+use untangle::http::__fuzz::{server_parse, ServerEvent};
 use untangle::http::{Body, ErrorKind, IntoResponse, Request, Response, Server, StatusCode};
 
 /// How long any single read may wait before the test fails instead of hanging.
@@ -262,4 +264,67 @@ fn valid_trailer_fields_are_accepted() {
     assert_eq!(conn.response().body, b"hello");
     conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(conn.response().status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 9110 §6.2: a higher minor version of HTTP/1 is served as HTTP/1.1
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn higher_minor_http1_version_is_served_as_http11() {
+    let mut conn = Conn::new(start(defaults, describe));
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        conn.send(format!(
+            "GET /v HTTP/1.1\r\nHost: x\r\n\r\nGET /w {version}\r\nHost: x\r\n\r\n"
+        ));
+        assert_eq!(conn.response().body, b"GET /v HTTP/1.1");
+        let resp = conn.response();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"GET /w HTTP/1.1");
+        // Kept alive, as HTTP/1.1 is.
+        assert_eq!(resp.header("connection"), None);
+    }
+}
+
+#[test]
+fn higher_minor_http1_version_parses_the_same_however_it_arrives() {
+    let input = b"GET /w HTTP/1.2\r\nHost: x\r\n\r\n";
+    let limits = (64 * 1024, 100, 8 * 1024);
+    let whole = server_parse(input, &[], limits);
+    assert!(
+        matches!(&whole[..], [ServerEvent::Request { version, .. }] if version == "HTTP/1.1"),
+        "{whole:?}"
+    );
+    for split in 1..input.len() {
+        assert_eq!(
+            server_parse(input, &[split], limits),
+            whole,
+            "split at {split}"
+        );
+    }
+}
+
+#[test]
+fn other_major_http_versions_are_505() {
+    let addr = start(defaults, describe);
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9"] {
+        let request = format!("GET / {version}\r\nHost: x\r\n\r\n");
+        assert_rejected_with(addr, request.as_bytes(), 505);
+    }
+}
+
+#[test]
+fn malformed_http_version_is_400() {
+    let addr = start(defaults, describe);
+    for version in [
+        "HTTP/1.10",
+        "HTTP/1.2x",
+        "HTTP/1",
+        "HTTP/12",
+        "http/1.1",
+        "HTTP/1.a",
+    ] {
+        let request = format!("GET / {version}\r\nHost: x\r\n\r\n");
+        assert_rejected_with(addr, request.as_bytes(), 400);
+    }
 }

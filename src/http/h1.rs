@@ -134,14 +134,25 @@ pub(crate) fn parse_request(
                 "too many header fields",
             ))
         }
-        // httparse reports any bad third token as a version error; only a well-formed
-        // version we do not speak is 505, garbage (`GET /a b HTTP/1.1`) is a malformed
-        // request line: 400 (RFC 9112 §3).
-        Err(httparse::Error::Version) if is_well_formed_version_line(data) => {
-            return Err(reject(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "unsupported HTTP version",
-            ))
+        // httparse knows only HTTP/1.0 and HTTP/1.1. A higher minor version of HTTP/1 is
+        // served as HTTP/1.1 (RFC 9110 §6.2: the minor version says what the sender can do,
+        // and we answer with the highest we speak): its digit is rewritten in the buffer and
+        // the head parsed again. This costs nothing on the path of HTTP/1.0 and 1.1.
+        Err(httparse::Error::Version) => {
+            if let Some(minor) = higher_minor_version(data) {
+                buf.data_mut()[minor] = b'1';
+                return parse_request(buf, limits);
+            }
+            // Only a well-formed version we do not speak (HTTP/2.0 in an HTTP/1 request
+            // line) is 505; garbage (`GET /a b HTTP/1.1`) is a malformed request line: 400
+            // (RFC 9112 §3).
+            if is_well_formed_version_line(data) {
+                return Err(reject(
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "unsupported HTTP version",
+                ));
+            }
+            return Err(bad("malformed request head"));
         }
         Err(_) => return Err(bad("malformed request head")),
     };
@@ -363,6 +374,20 @@ fn is_authority_form(target: &[u8]) -> bool {
             .iter()
             .any(|&b| matches!(b, b'@' | b'/' | b'?' | b'#'))
         && http::uri::Authority::try_from(target).is_ok()
+}
+
+/// Where the minor digit of an `HTTP/1.x` version with x of 2 or more lies in the request line
+/// at the front of `data` (`method SP target SP HTTP/1.x`), if that is what it holds.
+fn higher_minor_version(data: &[u8]) -> Option<usize> {
+    let line_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let line = &data[..line_end];
+    let first = line.iter().position(|&b| b == b' ')?;
+    let second = first + 1 + line[first + 1..].iter().position(|&b| b == b' ')?;
+    let version = &line[second + 1..];
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', ..] => Some(second + 8),
+        _ => None,
+    }
 }
 
 /// Whether the request line is `method SP target SP HTTP-version` with a syntactically valid

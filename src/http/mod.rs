@@ -22,6 +22,7 @@
 //!   connection closes (no tunnels yet). Authority-form targets (`host:port`) are accepted only
 //!   with CONNECT and asterisk-form (`*`) only with OPTIONS; other request targets must be
 //!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
+//! - `HTTP/1.x` with x above 1 is served as HTTP/1.1; responses are always HTTP/1.1.
 
 mod body;
 mod buf;

@@ -70,6 +70,8 @@ where
 ///   cannot take over yet, and bytes after a CONNECT head may already be tunnel data, so
 ///   nothing after it is parsed as HTTP. A CONNECT target must be `host:port` (else 400), and
 ///   only CONNECT may use that form; `*` is accepted only for OPTIONS.
+/// - **Versions.** `HTTP/1.x` with x above 1 is served as HTTP/1.1; other major versions are
+///   505. Responses are always `HTTP/1.1`.
 /// # Example
 /// ```
 /// use std::time::Duration;
