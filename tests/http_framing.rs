@@ -1,6 +1,6 @@
 //! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
-//! named after the rule: request-target forms and bytes, CONNECT, trailer fields, and minor
-//! versions.
+//! named after the rule: `Connection: close` on every response after which the server closes,
+//! request-target forms and bytes, CONNECT, trailer fields, and minor versions.
 //!
 //! Timing appears only as generous hang guards.
 
@@ -19,6 +19,10 @@ use untangle::http::{Body, ErrorKind, IntoResponse, Request, Response, Server, S
 
 /// How long any single read may wait before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
+
+/// The server drains an unread request body up to this size to keep the connection
+/// (`DRAIN_LIMIT` in `src/http/conn.rs`); these tests stay well clear of it on both sides.
+const OVER_DRAIN_LIMIT: usize = 1024 * 1024;
 
 fn start<C, H, Fut, R>(configure: C, handler: H) -> SocketAddr
 where
@@ -139,6 +143,79 @@ fn assert_bad_request(request: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// RFC 9112 §9.6: a response after which the server closes says `Connection: close`
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn response_before_an_unread_body_too_large_to_drain_says_connection_close() {
+    let mut conn = Conn::new(start(defaults, describe));
+    conn.send(format!(
+        "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {OVER_DRAIN_LIMIT}\r\n\r\nstart"
+    ));
+    let resp = conn.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    conn.assert_closed();
+}
+
+#[test]
+fn response_before_an_unfinished_unread_chunked_body_says_connection_close() {
+    // The rest of the body is of unknown size: draining it cannot be promised.
+    let mut conn = Conn::new(start(defaults, describe));
+    conn.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    let resp = conn.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    conn.assert_closed();
+}
+
+#[test]
+fn response_before_a_small_unread_body_keeps_the_connection() {
+    let mut conn = Conn::new(start(defaults, describe));
+    // The body arrives after the response (the client waits for it): its size is known and
+    // small, so the server drains it after the response and keeps the connection.
+    conn.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+    let resp = conn.response();
+    assert_eq!(resp.header("connection"), None);
+    conn.send("worldGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().body, b"GET /b HTTP/1.1");
+    // A whole small chunked body already sent is drained before the head: kept too.
+    conn.send(
+        "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(conn.response().header("connection"), None);
+    conn.send("GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().body, b"GET /d HTTP/1.1");
+}
+
+#[test]
+fn refused_body_too_large_to_drain_is_413_with_connection_close() {
+    let addr = start(|s| s.max_body_bytes(1000), read_body);
+    let mut conn = Conn::new(addr);
+    conn.send(format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {OVER_DRAIN_LIMIT}\r\n\r\nstart"
+    ));
+    let resp = conn.response();
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.header("connection"), Some("close"));
+    conn.assert_closed();
+}
+
+#[test]
+fn refused_chunked_body_not_yet_arrived_is_413_with_connection_close() {
+    let addr = start(|s| s.max_body_bytes(1000), read_body);
+    let mut conn = Conn::new(addr);
+    let big = "b".repeat(2000);
+    conn.send(format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7D0\r\n{big}\r\n"
+    ));
+    let resp = conn.response();
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.header("connection"), Some("close"));
+    conn.assert_closed();
+}
+
+// ---------------------------------------------------------------------------------------------
 // RFC 9110 §9.3.6, RFC 9112 §3.2: CONNECT and the request-target forms
 // ---------------------------------------------------------------------------------------------
 
@@ -253,6 +330,18 @@ fn trailer_field_that_is_not_a_valid_field_line_is_400_and_closes() {
     ] {
         assert_rejected_with(addr, &chunked_with_trailer(trailer), 400);
     }
+}
+
+#[test]
+fn invalid_trailer_in_an_unread_body_closes_with_connection_close() {
+    let mut conn = Conn::new(start(defaults, describe));
+    let mut request = chunked_with_trailer(b"X-No-Colon");
+    request.extend_from_slice(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.send(request);
+    let resp = conn.response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    conn.assert_closed();
 }
 
 #[test]

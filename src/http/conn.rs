@@ -101,6 +101,56 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
+    /// Decides, before a response head is written, whether the connection can carry another
+    /// request as far as the request body and the peer are concerned (RFC 9112 §9.6: a
+    /// response after which the server closes says `Connection: close`).
+    ///
+    /// When nothing holds the body any more (`abandoned`), what has already arrived of it is
+    /// read and discarded here, counted in `drained`, without waiting. What has not arrived is
+    /// drained after the response only when its size is known and within [`DRAIN_LIMIT`]; a
+    /// chunked rest of unknown size means closing. Waiting for the rest before the head would
+    /// hold back an early response (a 413, a 401) from a client that waits for it before it
+    /// sends more, for as long as [`LINGER`]; hyper decides the same way.
+    fn poll_settle(&mut self, cx: &mut Context<'_>, abandoned: bool, drained: &mut u64) -> bool {
+        if self.continue_pending || self.body_failed {
+            return false;
+        }
+        if abandoned && !self.drain_arrived(cx, drained) {
+            return false;
+        }
+        // After the peer's FIN, nothing but what is buffered can follow.
+        !(self.eof && (self.rbuf.is_empty() || !self.decoder.is_done()))
+    }
+
+    /// The draining part of [`poll_settle`](Inner::poll_settle): false when the rest of the
+    /// body cannot be drained after the response.
+    fn drain_arrived(&mut self, cx: &mut Context<'_>, drained: &mut u64) -> bool {
+        loop {
+            match self.decoder.decode(&mut self.rbuf, self.eof) {
+                Ok(Decoded::Done) => return true,
+                Ok(Decoded::Data(data)) => {
+                    *drained += data.len() as u64;
+                    if *drained > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Ok(Decoded::NeedMore) => {
+                    if let Decoder::Length(left) = self.decoder {
+                        return *drained + left <= DRAIN_LIMIT;
+                    }
+                    match self.poll_fill(cx) {
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(_)) | Poll::Pending => return false,
+                    }
+                }
+                Err(_) => {
+                    self.body_failed = true;
+                    return false;
+                }
+            }
+        }
+    }
+
     /// The next piece of the current request body.
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.continue_pending {
@@ -366,6 +416,18 @@ where
         if server.is_shutting_down() {
             keep = false;
         }
+        // Whether the connection is kept is settled before the head is written, so that the
+        // head can say so. Nothing but this connection holding the buffers means the handler
+        // dropped its body unread (rather than returning it as the response body or handing
+        // it to a task).
+        let mut drained = 0;
+        if keep {
+            let abandoned = Rc::strong_count(shared) == 1;
+            keep = poll_fn(|cx| {
+                Poll::Ready(shared.borrow_mut().poll_settle(cx, abandoned, &mut drained))
+            })
+            .await;
+        }
         let written = write_response(shared, response, is_head, version, keep).await;
         {
             // An earlier request's body handed to a spawned task must not read from now on.
@@ -383,7 +445,7 @@ where
                 return Busy::Abort;
             }
         }
-        if !keep || !drain_body(shared).await {
+        if !keep || !drain_body(shared, drained).await {
             return Busy::Close;
         }
     }
@@ -717,9 +779,12 @@ async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads and discards what the handler left of the request body; false when the connection
 /// must close instead (too much left, malformed, or too slow).
-async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> bool {
-    // Counted across polls: a body arriving in many small reads must hit the limit too.
-    let mut drained = 0u64;
+async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    mut drained: u64,
+) -> bool {
+    // Counted across polls (and from what was drained before the response): a body arriving
+    // in many small reads must hit the limit too.
     let drain = poll_fn(|cx| {
         let mut inner = shared.borrow_mut();
         loop {

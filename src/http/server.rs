@@ -72,6 +72,9 @@ where
 ///   only CONNECT may use that form; `*` is accepted only for OPTIONS.
 /// - **Versions.** `HTTP/1.x` with x above 1 is served as HTTP/1.1; other major versions are
 ///   505. Responses are always `HTTP/1.1`.
+/// - **Closing.** A response after which the server closes the connection says
+///   `Connection: close`: a request body left unread beyond a small drain limit (or a chunked
+///   one not yet fully arrived), a refused body, a failed body read, a panic, a shutdown.
 /// # Example
 /// ```
 /// use std::time::Duration;
