@@ -1,18 +1,22 @@
 //! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
 //! named after the rule: `Connection: close` on every response after which the server closes,
-//! request-target forms and bytes, CONNECT, trailer fields, and minor versions.
+//! request-target forms and bytes, CONNECT, trailer fields, minor versions, and a client's
+//! disconnect while its handler runs.
 //!
-//! Timing appears only as generous hang guards.
+//! Timing appears only as generous hang guards (and, in one test, as a pause that only decides
+//! how much of the code path the test exercises, never whether it passes).
 
 mod common;
 
 use std::future::Future;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::{parse_responses, serve_in_thread, RawResponse};
 use untangle::http::__fuzz::{server_parse, ServerEvent};
 use untangle::http::{Body, ErrorKind, IntoResponse, Request, Response, Server, StatusCode};
@@ -416,4 +420,140 @@ fn malformed_http_version_is_400() {
         let request = format!("GET / {version}\r\nHost: x\r\n\r\n");
         assert_rejected_with(addr, request.as_bytes(), 400);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A client's disconnect while its handler runs
+// ---------------------------------------------------------------------------------------------
+
+/// Sends on `tx` when dropped: shows, across threads, that a future's destructors ran.
+struct SignalOnDrop(mpsc::Sender<&'static str>, &'static str);
+
+impl Drop for SignalOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+/// A handler that announces its start, then waits forever (a long poll) with a
+/// [`SignalOnDrop`]; `/quick` answers at once.
+fn long_poll(
+    started: mpsc::Sender<()>,
+    dropped: mpsc::Sender<&'static str>,
+) -> impl Fn(Request<Body>) -> std::pin::Pin<Box<dyn Future<Output = &'static str>>> + Send {
+    move |req: Request<Body>| {
+        let (started, dropped) = (started.clone(), dropped.clone());
+        Box::pin(async move {
+            if req.uri().path() == "/quick" {
+                return "quick";
+            }
+            let _signal = SignalOnDrop(dropped, "handler");
+            let _ = started.send(());
+            std::future::pending::<()>().await;
+            "never"
+        })
+    }
+}
+
+#[test]
+fn client_disconnect_drops_its_running_handler() {
+    let (started_tx, started) = mpsc::channel();
+    let (dropped_tx, dropped) = mpsc::channel();
+    let addr = start(defaults, long_poll(started_tx, dropped_tx));
+    let mut conn = Conn::new(addr);
+    conn.send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    started.recv_timeout(GUARD).expect("handler started");
+    drop(conn);
+    assert_eq!(dropped.recv_timeout(GUARD), Ok("handler"));
+    // The server goes on.
+    let mut conn = Conn::new(addr);
+    conn.send("GET /quick HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().body, b"quick");
+}
+
+#[test]
+fn client_disconnect_drops_a_waiting_streaming_response_body() {
+    let (dropped_tx, dropped) = mpsc::channel();
+    let addr = start(defaults, move |_req: Request<Body>| {
+        let signal = SignalOnDrop(dropped_tx.clone(), "body");
+        let first = futures_lite::stream::once(Ok(Bytes::from_static(b"first")));
+        let rest = futures_lite::stream::poll_fn(move |_| {
+            let _ = &signal;
+            std::task::Poll::<Option<std::io::Result<Bytes>>>::Pending
+        });
+        async move { Body::from_stream(futures_lite::StreamExt::chain(first, rest)) }
+    });
+    let mut conn = Conn::new(addr);
+    conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    while !conn.buf.ends_with(b"5\r\nfirst\r\n") {
+        assert!(conn.fill(), "closed before the first chunk");
+    }
+    drop(conn);
+    assert_eq!(dropped.recv_timeout(GUARD), Ok("body"));
+}
+
+#[test]
+fn half_closed_client_is_gone_by_default() {
+    let (started_tx, started) = mpsc::channel();
+    let (dropped_tx, dropped) = mpsc::channel();
+    let addr = start(defaults, long_poll(started_tx, dropped_tx));
+    let mut conn = Conn::new(addr);
+    conn.send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    started.recv_timeout(GUARD).expect("handler started");
+    conn.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(dropped.recv_timeout(GUARD), Ok("handler"));
+    conn.assert_closed();
+}
+
+#[test]
+fn half_close_lets_a_half_closed_client_get_its_response() {
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = async_channel::bounded::<()>(1);
+    let addr = start(
+        |s| s.half_close(true),
+        move |_req: Request<Body>| {
+            let (started, release) = (started_tx.clone(), release_rx.clone());
+            async move {
+                let _ = started.send(());
+                let _ = release.recv().await;
+                "answered"
+            }
+        },
+    );
+    let mut conn = Conn::new(addr);
+    conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    started.recv_timeout(GUARD).expect("handler started");
+    conn.stream.shutdown(Shutdown::Write).unwrap();
+    // Time for the FIN to reach the waiting server (only how much this exercises depends
+    // on it: without the FIN seen, the response comes all the same).
+    thread::sleep(Duration::from_millis(50));
+    release_tx.send_blocking(()).unwrap();
+    let resp = conn.response();
+    assert_eq!(resp.body, b"answered");
+    conn.assert_closed();
+}
+
+#[test]
+fn request_pipelined_while_a_handler_waits_is_kept_and_answered_next() {
+    let (started_tx, started) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = async_channel::bounded::<()>(1);
+    let addr = start(defaults, move |req: Request<Body>| {
+        let (started, release) = (started_tx.clone(), release_rx.clone());
+        async move {
+            if req.uri().path() == "/slow" {
+                let _ = started.send(());
+                let _ = release.recv().await;
+            }
+            req.uri().path().to_string()
+        }
+    });
+    let mut conn = Conn::new(addr);
+    conn.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+    started.recv_timeout(GUARD).expect("handler started");
+    // Read by the server while `/slow` waits, into the buffer the next head is parsed from.
+    conn.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    thread::sleep(Duration::from_millis(20));
+    release_tx.send_blocking(()).unwrap();
+    assert_eq!(conn.response().body, b"/slow");
+    assert_eq!(conn.response().body, b"/next");
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ pub(crate) struct Config {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) limits: Limits,
     pub(crate) max_body_bytes: usize,
+    /// End of stream from the client while a handler runs is a half-close, not a disconnect
+    /// (`Server::half_close`).
+    pub(crate) half_close: bool,
 }
 
 /// An unread request body up to this size is read and discarded to keep the connection;
@@ -65,6 +68,16 @@ struct Inner<IO> {
 }
 
 type Shared<IO> = Rc<RefCell<Inner<IO>>>;
+
+/// What watching for the peer's close found.
+enum Watch {
+    /// Nothing yet; the task is woken when the socket has news.
+    Pending,
+    /// Not worth watching any more (half-closed with `half_close`, or the buffer is full).
+    Stop,
+    /// The peer closed or reset the connection.
+    Gone,
+}
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -151,6 +164,38 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         }
     }
 
+    /// Watches for the peer going away while a handler or a response body makes us wait:
+    /// reads into the buffer (bytes of a pipelined next request are kept there) until the
+    /// socket has nothing more. Only once the request body has been read to its end: until
+    /// then its bytes are the handler's to read.
+    ///
+    /// Costs no syscall while the socket has nothing new: its read readiness is cached, and
+    /// the last read of the request left it cleared.
+    fn poll_peer_gone(&mut self, cx: &mut Context<'_>, config: &Config) -> Watch {
+        loop {
+            if !self.decoder.is_done() {
+                return Watch::Pending;
+            }
+            if self.eof {
+                return if config.half_close {
+                    Watch::Stop
+                } else {
+                    Watch::Gone
+                };
+            }
+            // A client pipelining more than a head's worth is not read on (TCP pushes back);
+            // the peer's close then goes unnoticed until the response is written.
+            if self.rbuf.len() >= config.limits.max_header_bytes {
+                return Watch::Stop;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return Watch::Pending,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => return Watch::Gone,
+            }
+        }
+    }
+
     /// The next piece of the current request body.
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.continue_pending {
@@ -195,6 +240,35 @@ async fn write_all<IO: AsyncRead + AsyncWrite + Unpin>(
 
 async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> io::Result<usize> {
     poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
+
+/// Runs `work` (a handler) to completion, unless the peer closes the connection first: then
+/// `None`, and the caller drops `work`, so that a handler waiting on a long poll or a stream
+/// stops with its client (hyper does the same; `Server::half_close` opts out for EOF).
+///
+/// The socket is watched only after `work` returned `Pending`: a handler that is ready at
+/// once costs nothing more.
+async fn unless_peer_gone<IO, F>(shared: &Shared<IO>, config: &Config, work: F) -> Option<F::Output>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: Future,
+{
+    let mut work = pin!(work);
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if watching {
+            match shared.borrow_mut().poll_peer_gone(cx, config) {
+                Watch::Pending => {}
+                Watch::Stop => watching = false,
+                Watch::Gone => return Poll::Ready(None),
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The body of a request, streaming from the connection.
@@ -398,9 +472,12 @@ where
         request.extensions_mut().insert(peer);
 
         let handler_ref = handler;
-        let outcome = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
-            .catch_unwind()
-            .await;
+        let handling = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
+            .catch_unwind();
+        let Some(outcome) = unless_peer_gone(shared, config, handling).await else {
+            log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
+            return Busy::Abort;
+        };
         let (response, mut keep) = match outcome {
             Ok(response) => (response, keep_alive),
             Err(payload) => {
@@ -428,7 +505,7 @@ where
             })
             .await;
         }
-        let written = write_response(shared, response, is_head, version, keep).await;
+        let written = write_response(shared, config, response, is_head, version, keep).await;
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
@@ -543,6 +620,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
 /// Writes a response; returns whether the connection can carry another request.
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
+    config: &Config,
     response: Response<Body>,
     is_head: bool,
     version: Version,
@@ -678,7 +756,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         _ => None,
     };
     loop {
-        let chunk = match next_chunk(shared, &mut body).await {
+        let chunk = match next_chunk(shared, config, &mut body).await? {
             None => break,
             Some(Ok(chunk)) => chunk,
             Some(Err(err)) => {
@@ -757,19 +835,35 @@ async fn finish_write<IO: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The next chunk of a response body; flushes what is buffered while the body makes us wait.
+/// The next chunk of a response body; flushes what is buffered while the body makes us wait,
+/// and watches for the peer's close meanwhile (see [`unless_peer_gone`]). `Err` when the
+/// connection failed or the peer went away: the body is then dropped unfinished.
 async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
+    config: &Config,
     body: &mut Body,
-) -> Option<io::Result<Bytes>> {
+) -> io::Result<Option<io::Result<Bytes>>> {
+    let mut watching = true;
     poll_fn(|cx| {
         if let Poll::Ready(item) = Pin::new(&mut *body).poll_next(cx) {
-            return Poll::Ready(item);
+            return Poll::Ready(Ok(item));
         }
         let mut inner = shared.borrow_mut();
         if !inner.wbuf.is_empty() {
             if let Poll::Ready(Err(err)) = inner.poll_flush(cx) {
-                return Poll::Ready(Some(Err(err)));
+                return Poll::Ready(Err(err));
+            }
+        }
+        if watching {
+            match inner.poll_peer_gone(cx, config) {
+                Watch::Pending => {}
+                Watch::Stop => watching = false,
+                Watch::Gone => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "peer closed the connection during the response",
+                    )))
+                }
             }
         }
         Poll::Pending

@@ -18,6 +18,10 @@
 //! The types are the `http` crate's, re-exported here; bodies are [`Body`].
 //!
 //! # Server behaviour a handler can rely on
+//! - A handler whose client disconnects is dropped: once the request body has been read to its
+//!   end, the server watches the connection while the handler (or a streaming response body)
+//!   waits, and end of stream or a reset cancels it, as in hyper. A client that only
+//!   half-closes counts as gone too, unless [`Server::half_close`] is set.
 //! - `CONNECT` is answered `501 Not Implemented` without calling the handler, and the
 //!   connection closes (no tunnels yet). Authority-form targets (`host:port`) are accepted only
 //!   with CONNECT and asterisk-form (`*`) only with OPTIONS; other request targets must be

@@ -65,6 +65,13 @@ where
 /// (`req.extensions().get::<SocketAddr>()`).
 ///
 /// # What handlers see, and when they stop
+/// - **Disconnects.** When the client closes the connection while its handler runs (or while
+///   a streaming response body waits for its next chunk), the handler's future is dropped —
+///   its destructors run — and the connection is closed, as hyper does: a long poll or a
+///   stream stops with its client. This is noticed once the request body has been read to its
+///   end (before that, its bytes are the handler's to read, and a read of it fails instead). A
+///   client that half-closes (shuts down its sending side) and waits for the response counts
+///   as gone unless [`half_close(true)`](Server::half_close).
 /// - **CONNECT** is answered `501 Not Implemented` without calling the handler, and the
 ///   connection closes: a 2xx would turn it into a tunnel (RFC 9110 §9.3.6), which handlers
 ///   cannot take over yet, and bytes after a CONNECT head may already be tunnel data, so
@@ -119,6 +126,7 @@ impl Server {
                     max_uri_bytes: 8 * 1024,
                 },
                 max_body_bytes: DEFAULT_BODY_LIMIT,
+                half_close: false,
             },
             max_connections: usize::MAX,
             shutdown: None,
@@ -169,6 +177,16 @@ impl Server {
     /// 16 MiB. Streaming the body is not limited.
     pub fn max_body_bytes(mut self, bytes: usize) -> Server {
         self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether a client may half-close: shut down its sending side and still get its
+    /// response (hyper's `http1_half_close`). Default `false`: end of stream from the client
+    /// while its handler runs means the client is gone, and the handler is dropped (see
+    /// [`Server`]). With `true` the handler runs on and its response is written; the
+    /// connection closes after it. A reset connection stops the handler either way.
+    pub fn half_close(mut self, allow: bool) -> Server {
+        self.config.half_close = allow;
         self
     }
 
