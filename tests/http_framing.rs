@@ -1,7 +1,7 @@
 //! The HTTP/1.1 server's framing and connection lifetimes on raw sockets, one rule per test,
 //! named after the rule: `Connection: close` on every response after which the server closes,
-//! request-target forms and bytes, CONNECT, trailer fields, minor versions, and a client's
-//! disconnect while its handler runs.
+//! request-target forms and bytes, CONNECT, trailer fields, minor versions, a client's
+//! disconnect while its handler runs, and dropping `serve`.
 //!
 //! Timing appears only as generous hang guards (and, in one test, as a pause that only decides
 //! how much of the code path the test exercises, never whether it passes).
@@ -423,7 +423,7 @@ fn malformed_http_version_is_400() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A client's disconnect while its handler runs
+// A client's disconnect while its handler runs; dropping `serve`
 // ---------------------------------------------------------------------------------------------
 
 /// Sends on `tx` when dropped: shows, across threads, that a future's destructors ran.
@@ -556,4 +556,44 @@ fn request_pipelined_while_a_handler_waits_is_kept_and_answered_next() {
     release_tx.send_blocking(()).unwrap();
     assert_eq!(conn.response().body, b"/slow");
     assert_eq!(conn.response().body, b"/next");
+}
+
+#[test]
+fn dropping_serve_drops_its_connections_and_their_handlers() {
+    let (started_tx, started) = mpsc::channel();
+    let (dropped_tx, dropped) = mpsc::channel();
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let (end_tx, end_rx) = async_channel::bounded::<()>(1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = long_poll(started_tx, dropped_tx);
+    let server = thread::spawn(move || {
+        untangle::block_on(async move {
+            let listener = untangle::net::TcpListener::try_from(listener).unwrap();
+            let serve = Server::from_listener(listener).serve(handler);
+            let stop = async {
+                let _ = stop_rx.recv().await;
+                Ok(())
+            };
+            futures_lite::FutureExt::or(serve, stop).await.unwrap();
+            // `serve` is dropped; the loop runs on until the test is done.
+            let _ = end_rx.recv().await;
+        })
+    });
+
+    let mut idle = Conn::new(addr);
+    idle.send("GET /quick HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.response().body, b"quick");
+    let mut busy = Conn::new(addr);
+    busy.send("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+    started.recv_timeout(GUARD).expect("handler started");
+
+    stop_tx.send_blocking(()).unwrap();
+    assert_eq!(dropped.recv_timeout(GUARD), Ok("handler"));
+    busy.assert_closed();
+    idle.assert_closed();
+    let refused = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), IoErrorKind::ConnectionRefused);
+    end_tx.send_blocking(()).unwrap();
+    server.join().unwrap();
 }

@@ -28,6 +28,7 @@
 //!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
 //! - `HTTP/1.x` with x above 1 is served as HTTP/1.1; responses are always HTTP/1.1.
 //! - Every response after which the server closes the connection carries `Connection: close`.
+//! - Dropping the future of [`Server::serve`] drops the connections it serves.
 
 mod body;
 mod buf;

@@ -27,6 +27,7 @@ use crate::threads::{Flag, Threads};
 use crate::time::sleep;
 #[cfg(feature = "tls")]
 use crate::time::timeout;
+use crate::Task;
 
 /// Binds `addr` and serves HTTP/1.1 with `handler` until the process ends.
 ///
@@ -82,6 +83,10 @@ where
 /// - **Closing.** A response after which the server closes the connection says
 ///   `Connection: close`: a request body left unread beyond a small drain limit (or a chunked
 ///   one not yet fully arrived), a refused body, a failed body read, a panic, a shutdown.
+/// - **Dropping** the future of [`serve`](Server::serve) stops accepting and drops every
+///   connection it started, in-flight handlers included (at the loop's next turn). For a
+///   graceful stop use [`with_graceful_shutdown`](Server::with_graceful_shutdown).
+///
 /// # Example
 /// ```
 /// use std::time::Duration;
@@ -275,6 +280,9 @@ impl Server {
     ///
     /// Returns after a graceful shutdown (see
     /// [`with_graceful_shutdown`](Server::with_graceful_shutdown)); otherwise runs forever.
+    /// Dropping the returned future stops the server at once: the listener closes and every
+    /// connection's task is cancelled (its handler dropped, its socket closed) at the loop's
+    /// next turn.
     /// Accept errors never stop it: `ECONNABORTED` is skipped, and running out of file
     /// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged and retried
     /// with a back-off from 10 ms up to 1 s, so existing connections keep being served.
@@ -295,6 +303,8 @@ impl Server {
         let handler = Rc::new(handler);
         let config = Rc::new(config);
         let state = Rc::new(ServerState::default());
+        // Dropped with this future (or when it returns): cancels the connections left.
+        let _connections = CancelOnDrop(state.clone());
         let mut shutdown = shutdown.unwrap_or_else(|| Box::pin(future::pending()));
         let mut backoff = Duration::ZERO;
 
@@ -349,13 +359,14 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let guard = ConnGuard::new(state.clone());
+            let key = guard.key;
             let handler = handler.clone();
             let config = config.clone();
             let server = state.clone();
             #[cfg(feature = "tls")]
             if let Some(acceptor) = &tls {
                 let acceptor = acceptor.clone();
-                crate::spawn(async move {
+                let task = crate::spawn(async move {
                     let _guard = guard;
                     let handshake = timeout(config.header_read_timeout, acceptor.accept(stream));
                     match handshake.await {
@@ -363,15 +374,15 @@ impl Server {
                         Ok(Err(err)) => log::debug!("{peer}: TLS handshake failed: {err}"),
                         Err(_) => log::debug!("{peer}: TLS handshake timed out"),
                     }
-                })
-                .detach();
+                });
+                state.hold(key, task);
                 continue;
             }
-            crate::spawn(async move {
+            let task = crate::spawn(async move {
                 let _guard = guard;
                 serve_conn(stream, peer, handler, config, server).await;
-            })
-            .detach();
+            });
+            state.hold(key, task);
         }
 
         drop(listener);
@@ -617,7 +628,8 @@ impl fmt::Debug for Server {
     }
 }
 
-/// What the accept loop and the connections share: connection count and shutdown state.
+/// What the accept loop and the connections share: connection count, the connections' tasks,
+/// and shutdown state.
 ///
 /// Two waiter lists: `waiters` (the accept loop at its connection limit, and `serve` waiting
 /// for the last connection) are woken whenever a connection ends; `shutdown_waiters` (idle
@@ -626,6 +638,9 @@ impl fmt::Debug for Server {
 #[derive(Default)]
 pub(crate) struct ServerState {
     active: Cell<usize>,
+    /// The running connections' tasks, so that dropping `serve` cancels them: a connection
+    /// takes its own out (and detaches it) as it ends. One pointer per connection.
+    tasks: RefCell<Slab<Task<()>>>,
     shutting_down: Cell<bool>,
     waiters: RefCell<Slab<Option<Waker>>>,
     shutdown_waiters: RefCell<Slab<Option<Waker>>>,
@@ -644,6 +659,15 @@ impl ServerState {
             condition: || self.shutting_down.get(),
             slot: None,
         }
+    }
+
+    /// Keeps the task of the connection counted under `key` (see [`ConnGuard`]).
+    fn hold(&self, key: usize, task: Task<()>) {
+        let held = self.tasks.borrow_mut().insert(task);
+        debug_assert_eq!(
+            held, key,
+            "a connection's task is held under its guard's key"
+        );
     }
 
     fn notify_all(&self) {
@@ -716,19 +740,44 @@ impl<C> Drop for WaitUntil<'_, C> {
 // `WaitUntil` holds no self-references, whatever the condition closure is.
 impl<C> Unpin for WaitUntil<'_, C> {}
 
-/// Counts a live connection; wakes the accept loop and shutdown waiters when it ends.
-struct ConnGuard(Rc<ServerState>);
+/// Counts a live connection; wakes the accept loop and shutdown waiters when it ends. Lives in
+/// the connection's task, whose handle `ServerState::tasks` holds under `key`.
+struct ConnGuard {
+    state: Rc<ServerState>,
+    key: usize,
+}
 
 impl ConnGuard {
     fn new(state: Rc<ServerState>) -> ConnGuard {
         state.active.set(state.active.get() + 1);
-        ConnGuard(state)
+        // The key the task will be held under: it is inserted before any other connection
+        // is accepted, on this one thread.
+        let key = state.tasks.borrow().vacant_key();
+        ConnGuard { state, key }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
-        self.0.notify_all();
+        // A connection that ends by itself lets go of its own handle; detaching (not dropping)
+        // it, since the task is the one running. Cancelled ones find theirs already gone.
+        let task = self.state.tasks.borrow_mut().try_remove(self.key);
+        if let Some(task) = task {
+            task.detach();
+        }
+        self.state.active.set(self.state.active.get() - 1);
+        self.state.notify_all();
+    }
+}
+
+/// Cancels the connections still held when `serve`'s future ends or is dropped.
+struct CancelOnDrop(Rc<ServerState>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        // Taken out first: dropping a `Task` cancels it, and its future is dropped later, by
+        // the loop, when its guard finds the slab empty.
+        let tasks = std::mem::take(&mut *self.0.tasks.borrow_mut());
+        drop(tasks);
     }
 }
