@@ -116,7 +116,9 @@ fn max_connections_is_enforced_under_pressure() {
     let peak = Arc::new(AtomicUsize::new(0));
     let (a, p) = (active.clone(), peak.clone());
     let addr = common::serve_in_thread(
-        move |s| s.max_connections(LIMIT),
+        // The clients half-close after their request (`exchange_raw`) and wait for the
+        // response of a handler that sleeps: that takes `half_close`.
+        move |s| s.max_connections(LIMIT).half_close(true),
         move |_req: Request<Body>| {
             let (active, peak) = (a.clone(), p.clone());
             async move {

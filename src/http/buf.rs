@@ -74,6 +74,11 @@ impl ReadBuf {
         &self.buf[..self.filled]
     }
 
+    /// The received bytes not yet consumed, to rewrite in place.
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.filled]
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.filled
     }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ pub(crate) struct Config {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) limits: Limits,
     pub(crate) max_body_bytes: usize,
+    /// End of stream from the client while a handler runs is a half-close, not a disconnect
+    /// (`Server::half_close`).
+    pub(crate) half_close: bool,
 }
 
 /// An unread request body up to this size is read and discarded to keep the connection;
@@ -65,6 +68,16 @@ struct Inner<IO> {
 }
 
 type Shared<IO> = Rc<RefCell<Inner<IO>>>;
+
+/// What watching for the peer's close found.
+enum Watch {
+    /// Nothing yet; the task is woken when the socket has news.
+    Pending,
+    /// Not worth watching any more (half-closed with `half_close`, or the buffer is full).
+    Stop,
+    /// The peer closed or reset the connection.
+    Gone,
+}
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -99,6 +112,88 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_all(cx, &mut Bytes::new()))?;
         Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Decides, before a response head is written, whether the connection can carry another
+    /// request as far as the request body and the peer are concerned (RFC 9112 §9.6: a
+    /// response after which the server closes says `Connection: close`).
+    ///
+    /// When nothing holds the body any more (`abandoned`), what has already arrived of it is
+    /// read and discarded here, counted in `drained`, without waiting. What has not arrived is
+    /// drained after the response only when its size is known and within [`DRAIN_LIMIT`]; a
+    /// chunked rest of unknown size means closing. Waiting for the rest before the head would
+    /// hold back an early response (a 413, a 401) from a client that waits for it before it
+    /// sends more, for as long as [`LINGER`]; hyper decides the same way.
+    fn poll_settle(&mut self, cx: &mut Context<'_>, abandoned: bool, drained: &mut u64) -> bool {
+        if self.continue_pending || self.body_failed {
+            return false;
+        }
+        if abandoned && !self.drain_arrived(cx, drained) {
+            return false;
+        }
+        // After the peer's FIN, nothing but what is buffered can follow.
+        !(self.eof && (self.rbuf.is_empty() || !self.decoder.is_done()))
+    }
+
+    /// The draining part of [`poll_settle`](Inner::poll_settle): false when the rest of the
+    /// body cannot be drained after the response.
+    fn drain_arrived(&mut self, cx: &mut Context<'_>, drained: &mut u64) -> bool {
+        loop {
+            match self.decoder.decode(&mut self.rbuf, self.eof) {
+                Ok(Decoded::Done) => return true,
+                Ok(Decoded::Data(data)) => {
+                    *drained += data.len() as u64;
+                    if *drained > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Ok(Decoded::NeedMore) => {
+                    if let Decoder::Length(left) = self.decoder {
+                        return *drained + left <= DRAIN_LIMIT;
+                    }
+                    match self.poll_fill(cx) {
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(_)) | Poll::Pending => return false,
+                    }
+                }
+                Err(_) => {
+                    self.body_failed = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Watches for the peer going away while a handler or a response body makes us wait:
+    /// reads into the buffer (bytes of a pipelined next request are kept there) until the
+    /// socket has nothing more. Only once the request body has been read to its end: until
+    /// then its bytes are the handler's to read.
+    ///
+    /// Costs no syscall while the socket has nothing new: its read readiness is cached, and
+    /// the last read of the request left it cleared.
+    fn poll_peer_gone(&mut self, cx: &mut Context<'_>, config: &Config) -> Watch {
+        loop {
+            if !self.decoder.is_done() {
+                return Watch::Pending;
+            }
+            if self.eof {
+                return if config.half_close {
+                    Watch::Stop
+                } else {
+                    Watch::Gone
+                };
+            }
+            // A client pipelining more than a head's worth is not read on (TCP pushes back);
+            // the peer's close then goes unnoticed until the response is written.
+            if self.rbuf.len() >= config.limits.max_header_bytes {
+                return Watch::Stop;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return Watch::Pending,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => return Watch::Gone,
+            }
+        }
     }
 
     /// The next piece of the current request body.
@@ -145,6 +240,35 @@ async fn write_all<IO: AsyncRead + AsyncWrite + Unpin>(
 
 async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> io::Result<usize> {
     poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
+
+/// Runs `work` (a handler) to completion, unless the peer closes the connection first: then
+/// `None`, and the caller drops `work`, so that a handler waiting on a long poll or a stream
+/// stops with its client (hyper does the same; `Server::half_close` opts out for EOF).
+///
+/// The socket is watched only after `work` returned `Pending`: a handler that is ready at
+/// once costs nothing more.
+async fn unless_peer_gone<IO, F>(shared: &Shared<IO>, config: &Config, work: F) -> Option<F::Output>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: Future,
+{
+    let mut work = pin!(work);
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if watching {
+            match shared.borrow_mut().poll_peer_gone(cx, config) {
+                Watch::Pending => {}
+                Watch::Stop => watching = false,
+                Watch::Gone => return Poll::Ready(None),
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The body of a request, streaming from the connection.
@@ -348,9 +472,12 @@ where
         request.extensions_mut().insert(peer);
 
         let handler_ref = handler;
-        let outcome = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
-            .catch_unwind()
-            .await;
+        let handling = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
+            .catch_unwind();
+        let Some(outcome) = unless_peer_gone(shared, config, handling).await else {
+            log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
+            return Busy::Abort;
+        };
         let (response, mut keep) = match outcome {
             Ok(response) => (response, keep_alive),
             Err(payload) => {
@@ -366,7 +493,19 @@ where
         if server.is_shutting_down() {
             keep = false;
         }
-        let written = write_response(shared, response, is_head, version, keep).await;
+        // Whether the connection is kept is settled before the head is written, so that the
+        // head can say so. Nothing but this connection holding the buffers means the handler
+        // dropped its body unread (rather than returning it as the response body or handing
+        // it to a task).
+        let mut drained = 0;
+        if keep {
+            let abandoned = Rc::strong_count(shared) == 1;
+            keep = poll_fn(|cx| {
+                Poll::Ready(shared.borrow_mut().poll_settle(cx, abandoned, &mut drained))
+            })
+            .await;
+        }
+        let written = write_response(shared, config, response, is_head, version, keep).await;
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
@@ -383,7 +522,7 @@ where
                 return Busy::Abort;
             }
         }
-        if !keep || !drain_body(shared).await {
+        if !keep || !drain_body(shared, drained).await {
             return Busy::Close;
         }
     }
@@ -481,6 +620,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
 /// Writes a response; returns whether the connection can carry another request.
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
+    config: &Config,
     response: Response<Body>,
     is_head: bool,
     version: Version,
@@ -616,7 +756,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         _ => None,
     };
     loop {
-        let chunk = match next_chunk(shared, &mut body).await {
+        let chunk = match next_chunk(shared, config, &mut body).await? {
             None => break,
             Some(Ok(chunk)) => chunk,
             Some(Err(err)) => {
@@ -695,19 +835,35 @@ async fn finish_write<IO: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The next chunk of a response body; flushes what is buffered while the body makes us wait.
+/// The next chunk of a response body; flushes what is buffered while the body makes us wait,
+/// and watches for the peer's close meanwhile (see [`unless_peer_gone`]). `Err` when the
+/// connection failed or the peer went away: the body is then dropped unfinished.
 async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
+    config: &Config,
     body: &mut Body,
-) -> Option<io::Result<Bytes>> {
+) -> io::Result<Option<io::Result<Bytes>>> {
+    let mut watching = true;
     poll_fn(|cx| {
         if let Poll::Ready(item) = Pin::new(&mut *body).poll_next(cx) {
-            return Poll::Ready(item);
+            return Poll::Ready(Ok(item));
         }
         let mut inner = shared.borrow_mut();
         if !inner.wbuf.is_empty() {
             if let Poll::Ready(Err(err)) = inner.poll_flush(cx) {
-                return Poll::Ready(Some(Err(err)));
+                return Poll::Ready(Err(err));
+            }
+        }
+        if watching {
+            match inner.poll_peer_gone(cx, config) {
+                Watch::Pending => {}
+                Watch::Stop => watching = false,
+                Watch::Gone => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "peer closed the connection during the response",
+                    )))
+                }
             }
         }
         Poll::Pending
@@ -717,9 +873,12 @@ async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads and discards what the handler left of the request body; false when the connection
 /// must close instead (too much left, malformed, or too slow).
-async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(shared: &Shared<IO>) -> bool {
-    // Counted across polls: a body arriving in many small reads must hit the limit too.
-    let mut drained = 0u64;
+async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    mut drained: u64,
+) -> bool {
+    // Counted across polls (and from what was drained before the response): a body arriving
+    // in many small reads must hit the limit too.
     let drain = poll_fn(|cx| {
         let mut inner = shared.borrow_mut();
         loop {

@@ -134,14 +134,25 @@ pub(crate) fn parse_request(
                 "too many header fields",
             ))
         }
-        // httparse reports any bad third token as a version error; only a well-formed
-        // version we do not speak is 505, garbage (`GET /a b HTTP/1.1`) is a malformed
-        // request line: 400 (RFC 9112 §3).
-        Err(httparse::Error::Version) if is_well_formed_version_line(data) => {
-            return Err(reject(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "unsupported HTTP version",
-            ))
+        // httparse knows only HTTP/1.0 and HTTP/1.1. A higher minor version of HTTP/1 is
+        // served as HTTP/1.1 (RFC 9110 §6.2: the minor version says what the sender can do,
+        // and we answer with the highest we speak): its digit is rewritten in the buffer and
+        // the head parsed again. This costs nothing on the path of HTTP/1.0 and 1.1.
+        Err(httparse::Error::Version) => {
+            if let Some(minor) = higher_minor_version(data) {
+                buf.data_mut()[minor] = b'1';
+                return parse_request(buf, limits);
+            }
+            // Only a well-formed version we do not speak (HTTP/2.0 in an HTTP/1 request
+            // line) is 505; garbage (`GET /a b HTTP/1.1`) is a malformed request line: 400
+            // (RFC 9112 §3).
+            if is_well_formed_version_line(data) {
+                return Err(reject(
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "unsupported HTTP version",
+                ));
+            }
+            return Err(bad("malformed request head"));
         }
         Err(_) => return Err(bad("malformed request head")),
     };
@@ -158,6 +169,7 @@ pub(crate) fn parse_request(
     }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| bad("invalid method"))?;
+    let form = target_form(&method, path.as_bytes())?;
     let version = if req.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -186,6 +198,11 @@ pub(crate) fn parse_request(
 
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| bad("invalid request target"))?;
+    if form == TargetForm::Absolute && (uri.scheme().is_none() || uri.authority().is_none()) {
+        // `host:port` (authority-form) or anything else that is not `scheme://authority…`:
+        // RFC 9112 §3.2.3 allows authority-form only for CONNECT.
+        return Err(bad("authority-form target outside CONNECT"));
+    }
     let mut headers = HeaderMap::with_capacity(count);
     let mut hosts = 0usize;
     let mut hosts_valid = true;
@@ -237,6 +254,15 @@ pub(crate) fn parse_request(
         (false, false)
     };
     let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
+    if form == TargetForm::Authority {
+        // A 2xx to CONNECT turns the connection into a tunnel (RFC 9110 §9.3.6), which
+        // handlers cannot take over yet; the client may already be sending tunnel bytes, so
+        // nothing after this head is parsed as HTTP: the rejection closes the connection.
+        return Err(reject(
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not supported",
+        ));
+    }
     let expect_continue = expect
         && version == Version::HTTP_11
         && headers
@@ -289,6 +315,78 @@ fn is_valid_host(value: &[u8]) -> bool {
             value[colon + 1..].iter().all(u8::is_ascii_digit)
         }
         _ => true,
+    }
+}
+
+/// The form of a request target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetForm {
+    /// `/path?query`
+    Origin,
+    /// `scheme://authority/path?query`, to be confirmed once parsed as a URI.
+    Absolute,
+    /// `host:port`, CONNECT's.
+    Authority,
+    /// `*`, OPTIONS' only.
+    Asterisk,
+}
+
+/// Checks the bytes of a request target and its form against the method (RFC 9112 §3.2):
+/// visible ASCII only (httparse lets bytes from 0x80 through, and `http::Uri` accepts some of
+/// them), authority-form for CONNECT and only for it, asterisk-form only for OPTIONS.
+fn target_form(method: &Method, target: &[u8]) -> Result<TargetForm, Reject> {
+    // One pass that compiles to a vector compare: `b - 0x21` wraps for bytes below 0x21.
+    if !target.iter().all(|&b| b.wrapping_sub(0x21) < 0x7f - 0x21) {
+        return Err(bad("invalid byte in request target"));
+    }
+    let connect = *method == Method::CONNECT;
+    let form = match target {
+        [b'/', ..] => TargetForm::Origin,
+        b"*" => TargetForm::Asterisk,
+        _ if connect => TargetForm::Authority,
+        _ => TargetForm::Absolute,
+    };
+    match form {
+        TargetForm::Authority if !is_authority_form(target) => {
+            Err(bad("invalid authority-form target"))
+        }
+        TargetForm::Origin | TargetForm::Absolute | TargetForm::Asterisk if connect => {
+            Err(bad("CONNECT needs an authority-form target"))
+        }
+        TargetForm::Asterisk if *method != Method::OPTIONS => {
+            Err(bad("asterisk-form target outside OPTIONS"))
+        }
+        form => Ok(form),
+    }
+}
+
+/// Whether `target` is `uri-host ":" port` (RFC 9112 §3.2.3): no userinfo, no path, a port of
+/// 1 to 5 digits.
+fn is_authority_form(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&target[..colon], &target[colon + 1..]);
+    !host.is_empty()
+        && (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
+        && !target
+            .iter()
+            .any(|&b| matches!(b, b'@' | b'/' | b'?' | b'#'))
+        && http::uri::Authority::try_from(target).is_ok()
+}
+
+/// Where the minor digit of an `HTTP/1.x` version with x of 2 or more lies in the request line
+/// at the front of `data` (`method SP target SP HTTP/1.x`), if that is what it holds.
+fn higher_minor_version(data: &[u8]) -> Option<usize> {
+    let line_end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let line = &data[..line_end];
+    let first = line.iter().position(|&b| b == b' ')?;
+    let second = first + 1 + line[first + 1..].iter().position(|&b| b == b' ')?;
+    let version = &line[second + 1..];
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', ..] => Some(second + 8),
+        _ => None,
     }
 }
 
@@ -676,13 +774,38 @@ fn decode_chunked(state: &mut Chunked, buf: &mut ReadBuf) -> Result<Option<Decod
                 if line.is_empty() {
                     return Ok(Some(Decoded::Done));
                 }
-                if line.iter().any(|&b| b == b'\r' || b == 0) {
-                    return Err(DecodeError::Invalid("invalid trailer field"));
-                }
+                check_trailer_field(&line)?;
                 *state = Chunked::Trailers(seen + line.len() + 2);
             }
         }
     }
+}
+
+/// Checks one trailer field line as a header field line (RFC 9112 §7.1.2, §5): a token name
+/// right before a colon, then a value of visible characters, spaces and tabs (obs-text
+/// allowed). A line starting with whitespace (obs-fold) fails as a name; so do whitespace
+/// before the colon and a line without one. CR, NUL and other controls fail as a value.
+fn check_trailer_field(line: &[u8]) -> Result<(), DecodeError> {
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(DecodeError::Invalid("trailer field without a colon"))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(DecodeError::Invalid("invalid trailer field name"));
+    }
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    {
+        return Err(DecodeError::Invalid("invalid trailer field value"));
+    }
+    Ok(())
+}
+
+/// A `tchar` of a token (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Removes one CRLF-terminated line (returned without the CRLF); `None` when incomplete.

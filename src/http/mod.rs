@@ -16,6 +16,19 @@
 //! ```
 //!
 //! The types are the `http` crate's, re-exported here; bodies are [`Body`].
+//!
+//! # Server behaviour a handler can rely on
+//! - A handler whose client disconnects is dropped: once the request body has been read to its
+//!   end, the server watches the connection while the handler (or a streaming response body)
+//!   waits, and end of stream or a reset cancels it, as in hyper. A client that only
+//!   half-closes counts as gone too, unless [`Server::half_close`] is set.
+//! - `CONNECT` is answered `501 Not Implemented` without calling the handler, and the
+//!   connection closes (no tunnels yet). Authority-form targets (`host:port`) are accepted only
+//!   with CONNECT and asterisk-form (`*`) only with OPTIONS; other request targets must be
+//!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
+//! - `HTTP/1.x` with x above 1 is served as HTTP/1.1; responses are always HTTP/1.1.
+//! - Every response after which the server closes the connection carries `Connection: close`.
+//! - Dropping the future of [`Server::serve`] drops the connections it serves.
 
 mod body;
 mod buf;

@@ -27,6 +27,7 @@ use crate::threads::{Flag, Threads};
 use crate::time::sleep;
 #[cfg(feature = "tls")]
 use crate::time::timeout;
+use crate::Task;
 
 /// Binds `addr` and serves HTTP/1.1 with `handler` until the process ends.
 ///
@@ -63,6 +64,28 @@ where
 ///
 /// Requests carry the peer's [`SocketAddr`] in their extensions
 /// (`req.extensions().get::<SocketAddr>()`).
+///
+/// # What handlers see, and when they stop
+/// - **Disconnects.** When the client closes the connection while its handler runs (or while
+///   a streaming response body waits for its next chunk), the handler's future is dropped —
+///   its destructors run — and the connection is closed, as hyper does: a long poll or a
+///   stream stops with its client. This is noticed once the request body has been read to its
+///   end (before that, its bytes are the handler's to read, and a read of it fails instead). A
+///   client that half-closes (shuts down its sending side) and waits for the response counts
+///   as gone unless [`half_close(true)`](Server::half_close).
+/// - **CONNECT** is answered `501 Not Implemented` without calling the handler, and the
+///   connection closes: a 2xx would turn it into a tunnel (RFC 9110 §9.3.6), which handlers
+///   cannot take over yet, and bytes after a CONNECT head may already be tunnel data, so
+///   nothing after it is parsed as HTTP. A CONNECT target must be `host:port` (else 400), and
+///   only CONNECT may use that form; `*` is accepted only for OPTIONS.
+/// - **Versions.** `HTTP/1.x` with x above 1 is served as HTTP/1.1; other major versions are
+///   505. Responses are always `HTTP/1.1`.
+/// - **Closing.** A response after which the server closes the connection says
+///   `Connection: close`: a request body left unread beyond a small drain limit (or a chunked
+///   one not yet fully arrived), a refused body, a failed body read, a panic, a shutdown.
+/// - **Dropping** the future of [`serve`](Server::serve) stops accepting and drops every
+///   connection it started, in-flight handlers included (at the loop's next turn). For a
+///   graceful stop use [`with_graceful_shutdown`](Server::with_graceful_shutdown).
 ///
 /// # Example
 /// ```
@@ -108,6 +131,7 @@ impl Server {
                     max_uri_bytes: 8 * 1024,
                 },
                 max_body_bytes: DEFAULT_BODY_LIMIT,
+                half_close: false,
             },
             max_connections: usize::MAX,
             shutdown: None,
@@ -158,6 +182,16 @@ impl Server {
     /// 16 MiB. Streaming the body is not limited.
     pub fn max_body_bytes(mut self, bytes: usize) -> Server {
         self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// Whether a client may half-close: shut down its sending side and still get its
+    /// response (hyper's `http1_half_close`). Default `false`: end of stream from the client
+    /// while its handler runs means the client is gone, and the handler is dropped (see
+    /// [`Server`]). With `true` the handler runs on and its response is written; the
+    /// connection closes after it. A reset connection stops the handler either way.
+    pub fn half_close(mut self, allow: bool) -> Server {
+        self.config.half_close = allow;
         self
     }
 
@@ -246,6 +280,9 @@ impl Server {
     ///
     /// Returns after a graceful shutdown (see
     /// [`with_graceful_shutdown`](Server::with_graceful_shutdown)); otherwise runs forever.
+    /// Dropping the returned future stops the server at once: the listener closes and every
+    /// connection's task is cancelled (its handler dropped, its socket closed) at the loop's
+    /// next turn.
     /// Accept errors never stop it: `ECONNABORTED` is skipped, and running out of file
     /// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) is logged and retried
     /// with a back-off from 10 ms up to 1 s, so existing connections keep being served.
@@ -266,6 +303,8 @@ impl Server {
         let handler = Rc::new(handler);
         let config = Rc::new(config);
         let state = Rc::new(ServerState::default());
+        // Dropped with this future (or when it returns): cancels the connections left.
+        let _connections = CancelOnDrop(state.clone());
         let mut shutdown = shutdown.unwrap_or_else(|| Box::pin(future::pending()));
         let mut backoff = Duration::ZERO;
 
@@ -320,13 +359,14 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let guard = ConnGuard::new(state.clone());
+            let key = guard.key;
             let handler = handler.clone();
             let config = config.clone();
             let server = state.clone();
             #[cfg(feature = "tls")]
             if let Some(acceptor) = &tls {
                 let acceptor = acceptor.clone();
-                crate::spawn(async move {
+                let task = crate::spawn(async move {
                     let _guard = guard;
                     let handshake = timeout(config.header_read_timeout, acceptor.accept(stream));
                     match handshake.await {
@@ -334,15 +374,15 @@ impl Server {
                         Ok(Err(err)) => log::debug!("{peer}: TLS handshake failed: {err}"),
                         Err(_) => log::debug!("{peer}: TLS handshake timed out"),
                     }
-                })
-                .detach();
+                });
+                state.hold(key, task);
                 continue;
             }
-            crate::spawn(async move {
+            let task = crate::spawn(async move {
                 let _guard = guard;
                 serve_conn(stream, peer, handler, config, server).await;
-            })
-            .detach();
+            });
+            state.hold(key, task);
         }
 
         drop(listener);
@@ -588,7 +628,8 @@ impl fmt::Debug for Server {
     }
 }
 
-/// What the accept loop and the connections share: connection count and shutdown state.
+/// What the accept loop and the connections share: connection count, the connections' tasks,
+/// and shutdown state.
 ///
 /// Two waiter lists: `waiters` (the accept loop at its connection limit, and `serve` waiting
 /// for the last connection) are woken whenever a connection ends; `shutdown_waiters` (idle
@@ -597,6 +638,9 @@ impl fmt::Debug for Server {
 #[derive(Default)]
 pub(crate) struct ServerState {
     active: Cell<usize>,
+    /// The running connections' tasks, so that dropping `serve` cancels them: a connection
+    /// takes its own out (and detaches it) as it ends. One pointer per connection.
+    tasks: RefCell<Slab<Task<()>>>,
     shutting_down: Cell<bool>,
     waiters: RefCell<Slab<Option<Waker>>>,
     shutdown_waiters: RefCell<Slab<Option<Waker>>>,
@@ -615,6 +659,15 @@ impl ServerState {
             condition: || self.shutting_down.get(),
             slot: None,
         }
+    }
+
+    /// Keeps the task of the connection counted under `key` (see [`ConnGuard`]).
+    fn hold(&self, key: usize, task: Task<()>) {
+        let held = self.tasks.borrow_mut().insert(task);
+        debug_assert_eq!(
+            held, key,
+            "a connection's task is held under its guard's key"
+        );
     }
 
     fn notify_all(&self) {
@@ -687,19 +740,44 @@ impl<C> Drop for WaitUntil<'_, C> {
 // `WaitUntil` holds no self-references, whatever the condition closure is.
 impl<C> Unpin for WaitUntil<'_, C> {}
 
-/// Counts a live connection; wakes the accept loop and shutdown waiters when it ends.
-struct ConnGuard(Rc<ServerState>);
+/// Counts a live connection; wakes the accept loop and shutdown waiters when it ends. Lives in
+/// the connection's task, whose handle `ServerState::tasks` holds under `key`.
+struct ConnGuard {
+    state: Rc<ServerState>,
+    key: usize,
+}
 
 impl ConnGuard {
     fn new(state: Rc<ServerState>) -> ConnGuard {
         state.active.set(state.active.get() + 1);
-        ConnGuard(state)
+        // The key the task will be held under: it is inserted before any other connection
+        // is accepted, on this one thread.
+        let key = state.tasks.borrow().vacant_key();
+        ConnGuard { state, key }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
-        self.0.notify_all();
+        // A connection that ends by itself lets go of its own handle; detaching (not dropping)
+        // it, since the task is the one running. Cancelled ones find theirs already gone.
+        let task = self.state.tasks.borrow_mut().try_remove(self.key);
+        if let Some(task) = task {
+            task.detach();
+        }
+        self.state.active.set(self.state.active.get() - 1);
+        self.state.notify_all();
+    }
+}
+
+/// Cancels the connections still held when `serve`'s future ends or is dropped.
+struct CancelOnDrop(Rc<ServerState>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        // Taken out first: dropping a `Task` cancels it, and its future is dropped later, by
+        // the loop, when its guard finds the slab empty.
+        let tasks = std::mem::take(&mut *self.0.tasks.borrow_mut());
+        drop(tasks);
     }
 }
