@@ -525,7 +525,7 @@ impl Client {
             .inner
             .config
             .timeout
-            .and_then(|t| Instant::now().checked_add(t));
+            .and_then(|t| crate::time::now().checked_add(t));
         let exchange = self.send_following(request, deadline);
         match deadline {
             None => exchange.await,

@@ -342,7 +342,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         body_failed: false,
     }));
     let mut first = true;
-    let first_deadline = Instant::now() + config.header_read_timeout;
+    let first_deadline = crate::time::now() + config.header_read_timeout;
     let mut shutdown = server.shutdown_waiter();
     let mut idle_timer = IdleTimer::new(config.keep_alive_timeout);
     loop {
@@ -396,7 +396,7 @@ async fn wait_idle<IO: AsyncRead + AsyncWrite + Unpin>(
         if Pin::new(&mut *shutdown).poll(cx).is_ready() {
             return Poll::Ready(Err(()));
         }
-        let now = Instant::now();
+        let now = crate::time::now();
         let deadline = *idle_deadline
             .get_or_insert_with(|| first_deadline.unwrap_or(now + config.keep_alive_timeout));
         if idle_timer.poll_expired(cx, now, deadline) {
@@ -571,7 +571,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
     first: bool,
 ) -> Head {
-    let mut header_deadline = first.then(|| Instant::now() + config.header_read_timeout);
+    let mut header_deadline = first.then(|| crate::time::now() + config.header_read_timeout);
     loop {
         let idle = {
             let mut inner = shared.borrow_mut();
@@ -585,7 +585,7 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
             }
             let idle = inner.rbuf.is_empty();
             if !idle && header_deadline.is_none() {
-                header_deadline = Some(Instant::now() + config.header_read_timeout);
+                header_deadline = Some(crate::time::now() + config.header_read_timeout);
             }
             idle
         };

@@ -181,7 +181,7 @@ impl Pool {
             }
             list.push_back(Idle {
                 conn,
-                since: Instant::now(),
+                since: crate::time::now(),
             });
         }
         self.start_reaper();
@@ -189,7 +189,7 @@ impl Pool {
 
     /// Drops expired connections; returns the earliest expiry of those left, if any.
     fn purge(&self) -> Option<Instant> {
-        let now = Instant::now();
+        let now = crate::time::now();
         let mut idle = self.idle.borrow_mut();
         let mut next: Option<Instant> = None;
         idle.retain(|_, list| {
