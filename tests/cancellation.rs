@@ -1,9 +1,9 @@
 //! Cancellation and panics leak nothing: dropping a task, a pending accept, connect, read,
 //! write or sleep at any await point, a connection the client abandons at any point, and a
-//! panicking handler or task all leave the process's open fds (`/proc/self/fd`) and the
+//! panicking handler or task all leave the process's open sockets (`/proc/self/fd`) and the
 //! reactor's registrations (`untangle::__live_sources()`) as they were.
 //!
-//! fds are counted process-wide, so the tests of this binary take turns (a mutex).
+//! Sockets are counted process-wide, so the tests of this binary take turns (a mutex).
 
 mod common;
 
@@ -24,9 +24,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// (open fds, registered sources) of this process and loop.
+/// (open sockets, registered sources) of this process and loop. Sockets rather than all fds:
+/// a previous test's thread may still be exiting, closing its loop's poller fds.
 fn usage() -> (usize, usize) {
-    (common::open_fd_count(), untangle::__live_sources())
+    (common::open_socket_count(), untangle::__live_sources())
 }
 
 /// Waits (loop running) until usage is back to `before`; panics at the hang guard.

@@ -198,7 +198,7 @@ fn reader_and_writer_on_one_fd_both_progress() {
 fn source_dropped_with_an_event_in_flight_wakes_nobody_and_leaks_nothing() {
     let _guard = watchdog("source_dropped_with_an_event_in_flight_wakes_nobody_and_leaks_nothing");
     run(async {
-        let baseline_fds = common::open_fd_count();
+        let baseline_fds = common::open_socket_count();
         let baseline_sources = untangle::__live_sources();
         let mut peers = Vec::new();
         let mut parked = Vec::new();
@@ -242,6 +242,6 @@ fn source_dropped_with_an_event_in_flight_wakes_nobody_and_leaks_nothing() {
         drop(peers);
         untangle::yield_now().await;
         assert_eq!(untangle::__live_sources(), baseline_sources);
-        assert_eq!(common::open_fd_count(), baseline_fds);
+        assert_eq!(common::open_socket_count(), baseline_fds);
     });
 }

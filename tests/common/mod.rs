@@ -229,6 +229,16 @@ pub fn open_fd_count() -> usize {
         - 1 // the directory handle of read_dir itself
 }
 
+/// The number of open sockets of this process: unlike [`open_fd_count`], it does not move when
+/// another test's thread exits and its loop closes its poller fds (epoll, eventfd, timerfd).
+pub fn open_socket_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// Records `log` messages at `warn` and `error` level for tests that check what the library
 /// reports (install once per test binary with [`install_capture_logger`]).
 pub struct CaptureLogger;
