@@ -43,11 +43,16 @@ impl Origin {
 pub(crate) struct Record {
     waker: Waker,
     origin: Origin,
-    polls: u64,
-    /// The loop's cached time of the turn the task was last polled in, in ns since the loop's
-    /// epoch; 0 until the first poll.
-    last_poll: u64,
+    /// 32 bits (saturating) and a coarse time keep the record at 40 bytes, within the budget
+    /// of ~128 bytes of overhead per pending task.
+    polls: u32,
+    /// The loop's cached time of the turn the task was last polled in, in units of 2^20 ns
+    /// (about 1 ms) since the loop's epoch (wrapping after about 52 days).
+    last_poll: u32,
 }
+
+/// The loop time `now` (ns) in the units of `Record::last_poll`.
+const TICK_SHIFT: u32 = 20;
 
 /// The live tasks of one loop.
 #[derive(Default)]
@@ -71,8 +76,8 @@ impl Registry {
 
     pub(crate) fn polled(&mut self, key: usize, now: u64) {
         if let Some(record) = self.tasks.get_mut(key) {
-            record.polls += 1;
-            record.last_poll = now;
+            record.polls = record.polls.saturating_add(1);
+            record.last_poll = (now >> TICK_SHIFT) as u32;
         }
     }
 
@@ -114,9 +119,11 @@ impl Registry {
                 id: key,
                 name: record.origin.name().map(str::to_owned),
                 location: record.origin.location(),
-                polls: record.polls,
-                since_last_poll: (record.polls > 0)
-                    .then(|| Duration::from_nanos(now.saturating_sub(record.last_poll))),
+                polls: u64::from(record.polls),
+                since_last_poll: (record.polls > 0).then(|| {
+                    let ticks = ((now >> TICK_SHIFT) as u32).wrapping_sub(record.last_poll);
+                    Duration::from_nanos(u64::from(ticks) << TICK_SHIFT)
+                }),
                 state: if key == running {
                     TaskState::Running
                 } else if queued[key] {
@@ -229,10 +236,10 @@ pub struct TaskInfo {
     pub name: Option<String>,
     /// Where it was spawned.
     pub location: &'static Location<'static>,
-    /// How many times it has been polled.
+    /// How many times it has been polled (saturating at `u32::MAX`).
     pub polls: u64,
-    /// Time since the loop turn of its last poll (the loop caches the time once per turn, so
-    /// this may be up to one turn long), `None` if it has not been polled yet.
+    /// Time since the loop turn of its last poll, to about a millisecond (the loop caches the
+    /// time once per turn), `None` if it has not been polled yet.
     pub since_last_poll: Option<Duration>,
     /// Running, scheduled or idle.
     pub state: TaskState,
