@@ -25,14 +25,18 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::Location;
 use std::pin::{pin, Pin};
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
 
 use crate::reactor::{Buffers, Reactor};
+use crate::stats::{bump, Counters, Stats};
+use crate::task::{tracked, Task};
+use crate::task_info::{Origin, Registry, TaskInfo};
 use async_task::{ScheduleInfo, WithInfo};
 use concurrent_queue::ConcurrentQueue;
 
@@ -45,7 +49,20 @@ pub const BUDGET: usize = 61;
 const EVENTS_CAPACITY: usize = 1024;
 
 /// A task ready to run; its metadata is the loop it belongs to.
-type Runnable = async_task::Runnable<Arc<Shared>>;
+type Runnable = async_task::Runnable<TaskMeta>;
+
+/// The key of no task: of a task spawned from another thread until the loop first runs it, and
+/// the loop's running task between polls.
+pub(crate) const NO_TASK: usize = usize::MAX;
+
+/// A task's metadata: its loop, and its key in that loop's registry of live tasks.
+pub(crate) struct TaskMeta {
+    shared: Arc<Shared>,
+    /// Written by the loop only (at spawn, or at the first run of a task spawned from another
+    /// thread) and read by the loop only: an atomic only because a task spawned from another
+    /// thread is `Send`; relaxed loads and stores are plain moves.
+    key: AtomicUsize,
+}
 
 const AWAKE: u8 = 0;
 const SLEEPING: u8 = 1;
@@ -92,12 +109,16 @@ impl Shared {
 ///
 /// A plain `fn`, so `async_task` needs no temporary reference around the call.
 fn schedule(runnable: Runnable, info: ScheduleInfo) {
-    if ptr::eq(CURRENT.with(Cell::get), Arc::as_ptr(runnable.metadata())) {
+    if ptr::eq(
+        CURRENT.with(Cell::get),
+        Arc::as_ptr(&runnable.metadata().shared),
+    ) {
         // On the loop's own thread: a plain local queue. `CURRENT` points to this loop only
         // while its `Local` is alive and not being dropped (`Local::drop` clears it first), so
         // `LOCAL.with` cannot fail here. A task woken while it runs (it woke itself, as
         // `yield_now` does) waits behind the next I/O check.
         LOCAL.with(|local| {
+            bump(&local.counters.local_wakes, 1);
             if info.woken_while_running {
                 local.deferred.borrow_mut().push_back(runnable);
             } else {
@@ -107,7 +128,7 @@ fn schedule(runnable: Runnable, info: ScheduleInfo) {
     } else {
         // The reference keeps `Shared` alive through the notification, even if the loop runs
         // and frees the task as soon as it is pushed.
-        let shared = runnable.metadata().clone();
+        let shared = runnable.metadata().shared.clone();
         shared.push_remote(runnable);
     }
 }
@@ -124,6 +145,15 @@ struct Local {
     polling_main: Cell<bool>,
     buffers: RefCell<Buffers>,
     running: Cell<bool>,
+    /// Every live task, for `dump` and for dropping them all when the thread exits.
+    tasks: RefCell<Registry>,
+    /// The key of the task being polled, or `NO_TASK`.
+    current: Cell<usize>,
+    counters: Counters,
+    /// The time of the current loop turn (refreshed at each I/O check), in ns since `epoch`:
+    /// a task's last poll time without a clock read per poll.
+    now: Cell<u64>,
+    epoch: Instant,
 }
 
 thread_local! {
@@ -153,12 +183,43 @@ impl Local {
             polling_main: Cell::new(false),
             buffers,
             running: Cell::new(false),
+            tasks: RefCell::new(Registry::default()),
+            current: Cell::new(NO_TASK),
+            counters: Counters::default(),
+            now: Cell::new(1),
+            epoch: Instant::now(),
         }
     }
 
     fn pop(&self) -> Option<Runnable> {
         let next = self.queue.borrow_mut().pop_front();
-        next.or_else(|| self.shared.remote.pop().ok())
+        next.or_else(|| {
+            let remote = self.shared.remote.pop().ok();
+            if remote.is_some() {
+                bump(&self.counters.remote_wakes, 1);
+            }
+            remote
+        })
+    }
+
+    /// Polls a task, keeping its record up to date.
+    fn run(&self, runnable: Runnable) {
+        let meta = runnable.metadata();
+        let mut key = meta.key.load(Ordering::Relaxed);
+        bump(&self.counters.polls, 1);
+        {
+            let mut tasks = self.tasks.borrow_mut();
+            if key == NO_TASK {
+                // Spawned from another thread: registered now, named at its first poll.
+                key = tasks.insert(runnable.waker(), Origin::At(Location::caller()));
+                meta.key.store(key, Ordering::Relaxed);
+                bump(&self.counters.spawned, 1);
+            }
+            tasks.polled(key, self.now.get());
+        }
+        self.current.set(key);
+        runnable.run();
+        self.current.set(NO_TASK);
     }
 
     fn local_is_empty(&self) -> bool {
@@ -178,21 +239,33 @@ impl Local {
             // Pairs with the fence in `Shared::notify`.
             fence(Ordering::SeqCst);
             let woken = !shared.remote.is_empty() || main.woken.load(Ordering::Relaxed);
-            shared.reactor.poll(&mut buffers, !woken);
+            let events = shared.reactor.poll(&mut buffers, !woken);
             shared.state.store(AWAKE, Ordering::SeqCst);
+            bump(&self.counters.blocking_waits, 1);
+            bump(&self.counters.events, events as u64);
         } else {
-            shared.reactor.poll(&mut buffers, false);
+            let events = shared.reactor.poll(&mut buffers, false);
+            bump(&self.counters.nonblocking_waits, 1);
+            bump(&self.counters.events, events as u64);
         }
+        // Once per turn, not once per poll. Never 0, which means "not polled yet".
+        self.now
+            .set((self.epoch.elapsed().as_nanos() as u64).max(1));
         buffers.wake_all();
         drop(buffers);
         // Remote wakes join the back of the local queue here, so a busy local queue cannot
         // starve them.
+        let mut remote = 0;
         for _ in 0..shared.remote.len() {
             match shared.remote.pop() {
-                Ok(runnable) => self.queue.borrow_mut().push_back(runnable),
+                Ok(runnable) => {
+                    remote += 1;
+                    self.queue.borrow_mut().push_back(runnable);
+                }
                 Err(_) => break,
             }
         }
+        bump(&self.counters.remote_wakes, remote);
         {
             let mut deferred = self.deferred.borrow_mut();
             if !deferred.is_empty() {
@@ -205,16 +278,26 @@ impl Local {
         }
     }
 
-    fn spawn_local<F>(&self, future: F) -> Task<F::Output>
+    fn spawn_local<F>(&self, future: F, origin: Origin) -> Task<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
     {
+        let mut tasks = self.tasks.borrow_mut();
+        let key = tasks.vacant_key();
+        let meta = TaskMeta {
+            shared: self.shared.clone(),
+            key: AtomicUsize::new(key),
+        };
         let (runnable, task) = async_task::Builder::new()
-            .metadata(self.shared.clone())
-            .spawn_local(move |_| catch_panics(future), WithInfo(schedule));
+            .metadata(meta)
+            .spawn_local(move |_| tracked(future, None), WithInfo(schedule));
+        let inserted = tasks.insert(runnable.waker(), origin);
+        debug_assert_eq!(inserted, key);
+        drop(tasks);
+        bump(&self.counters.spawned, 1);
         self.queue.borrow_mut().push_back(runnable);
-        Task(task)
+        Task(task.fallible())
     }
 }
 
@@ -227,6 +310,12 @@ impl Drop for Local {
         // queued and dropped below, never inside the wake call, whose caller may hold a lock
         // that the dropped future's destructor takes (an async-channel waking its receivers).
         CURRENT.with(|c| c.set(ptr::null()));
+        // Every live task, including those whose wakers other threads hold: woken here, they
+        // land in the remote queue, and are dropped (with their futures) below.
+        let wakers = self.tasks.borrow_mut().take_wakers();
+        for waker in wakers {
+            waker.wake();
+        }
         drop(std::mem::take(&mut *self.yielded.borrow_mut()));
         drop(std::mem::take(&mut *self.deferred.borrow_mut()));
         // Tasks parked on a timer or an fd are referenced only by their wakers in the reactor,
@@ -281,10 +370,16 @@ impl Drop for RunningGuard<'_> {
 ///
 /// Every thread has its own loop, created on first use. Tasks started with [`spawn`] that are
 /// still pending when `block_on` returns stay on this thread's loop and continue the next time
-/// `block_on` runs on the same thread. They do not run in between, and they are dropped when
-/// the thread exits: those queued or parked on this loop's timers and fds at once, one whose
-/// waker is held elsewhere (say, by a channel whose other end lives on another thread) only if
-/// that waker is dropped or woken before the thread exits; after that it is leaked.
+/// `block_on` runs on the same thread. They do not run in between.
+///
+/// # Thread exit
+/// When the thread exits, every task still alive on its loop is dropped there: its future's
+/// destructors run and its sockets close, even when another thread still holds one of its
+/// wakers (say, a channel whose other end lives on another thread). The loop keeps a waker of
+/// every live task for this (see [`dump`](crate::dump)), so a task that nobody else can wake any
+/// more stays alive until it is cancelled or its thread exits, as in tokio. Awaiting such a
+/// task's [`Task`] afterwards, from another thread, panics with a message that says so; it
+/// does not hang.
 ///
 /// # Panics
 /// Calling `block_on` from inside a running loop (for example from a task) panics: the inner
@@ -342,7 +437,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                     Some(runnable) => {
                         polls += 1;
                         ahead = ahead.saturating_sub(1);
-                        runnable.run();
+                        local.run(runnable);
                     }
                     None => break,
                 }
@@ -374,7 +469,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 ///     assert_eq!(a.await + b.await, 3);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F>(future: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    spawn_with(future, Origin::At(Location::caller()))
+}
+
+/// [`spawn`] with a name or location already chosen (`Builder::spawn`).
+pub(crate) fn spawn_with<F>(future: F, origin: Origin) -> Task<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
@@ -387,7 +492,7 @@ where
                  thread"
             );
         }
-        local.spawn_local(future)
+        local.spawn_local(future, origin)
     })
 }
 
@@ -475,131 +580,40 @@ impl Handle {
     ///
     /// The returned [`Task`] can be awaited from anywhere (it is `Send` when `T` is). If the
     /// loop's thread has exited, the task never runs.
+    ///
+    /// The task joins the loop's registry ([`dump`](crate::dump), [`stats`](crate::stats))
+    /// when the loop first runs it: registering it here would take the loop's thread-local
+    /// state from another thread.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> Task<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_with(future, Origin::At(Location::caller()))
+    }
+
+    pub(crate) fn spawn_with<F>(&self, future: F, origin: Origin) -> Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let meta = TaskMeta {
+            shared: self.shared.clone(),
+            key: AtomicUsize::new(NO_TASK),
+        };
+        let origin = Some(Box::new(origin));
         let (runnable, task) = async_task::Builder::new()
-            .metadata(self.shared.clone())
-            .spawn(move |_| catch_panics(future), WithInfo(schedule));
+            .metadata(meta)
+            .spawn(move |_| tracked(future, origin), WithInfo(schedule));
         runnable.schedule();
-        Task(task)
+        Task(task.fallible())
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle").finish_non_exhaustive()
-    }
-}
-
-/// The panic payload of a task, logged if nobody re-raises it.
-struct Panicked(Option<Box<dyn std::any::Any + Send>>);
-
-impl Panicked {
-    fn resume(mut self) -> ! {
-        let payload = self.0.take().expect("payload present until resumed");
-        std::panic::resume_unwind(payload)
-    }
-}
-
-impl Drop for Panicked {
-    fn drop(&mut self) {
-        if let Some(payload) = &self.0 {
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(non-string panic payload)");
-            log::error!("untangle: a task nobody awaits panicked: {message}");
-        }
-    }
-}
-
-/// Wraps a task's future so a panic ends the task, not the loop.
-///
-/// A hand-written future rather than an `async` block around `catch_unwind()`: an `async`
-/// block keeps the captured future and the future it awaits in separate fields, which would
-/// store every task's future twice.
-fn catch_panics<F: Future>(future: F) -> CatchPanics<F> {
-    CatchPanics { future }
-}
-
-pin_project_lite::pin_project! {
-    /// Future of [`catch_panics`].
-    struct CatchPanics<F> {
-        #[pin]
-        future: F,
-    }
-}
-
-impl<F: Future> Future for CatchPanics<F> {
-    type Output = Result<F::Output, Panicked>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.project().future;
-        // `AssertUnwindSafe` is sound here because a panicked task is never polled again.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(Panicked(Some(payload)))),
-        }
-    }
-}
-
-/// A spawned task: await it for its output.
-///
-/// Dropping a `Task` cancels it: its future is dropped by its loop at the loop's next turn (it
-/// will not be polled again), releasing its sockets and timers; [`cancel`](Task::cancel) waits
-/// until that has happened. Use
-/// [`detach`](Task::detach) to let it run to completion in the background.
-///
-/// If the task panics, the panic is caught so the loop goes on; awaiting the `Task` re-raises
-/// it, and a panic of a task nobody awaits is logged with `log::error!`.
-#[must_use = "dropping a Task cancels it; call .detach() to let it run"]
-pub struct Task<T>(async_task::Task<Result<T, Panicked>, Arc<Shared>>);
-
-impl<T> Task<T> {
-    /// Lets the task run to completion without a handle; its output is dropped.
-    pub fn detach(self) {
-        self.0.detach();
-    }
-
-    /// Cancels the task and waits for it to stop.
-    ///
-    /// Returns its output if it had already completed, `None` if it was cancelled first. If the
-    /// task had panicked, the panic is re-raised here.
-    pub async fn cancel(self) -> Option<T> {
-        match self.0.cancel().await? {
-            Ok(value) => Some(value),
-            Err(panicked) => panicked.resume(),
-        }
-    }
-
-    /// Whether the task has finished: completed, panicked or been cancelled.
-    pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match Pin::new(&mut self.0).poll(cx) {
-            Poll::Ready(Ok(value)) => Poll::Ready(value),
-            Poll::Ready(Err(panicked)) => panicked.resume(),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<T> fmt::Debug for Task<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task")
-            .field("finished", &self.is_finished())
-            .finish()
     }
 }
 
@@ -634,4 +648,66 @@ pub(crate) fn reactor_backend() -> &'static str {
 /// Whether the calling thread is inside `block_on`.
 pub(crate) fn is_running() -> bool {
     LOCAL.try_with(|local| local.running.get()).unwrap_or(false)
+}
+
+/// Removes the running task's record: its future is being dropped (see `task::Slot`).
+pub(crate) fn task_dropped() {
+    let record = LOCAL
+        .try_with(|local| {
+            let key = local.current.get();
+            if key == NO_TASK {
+                return None;
+            }
+            local.tasks.borrow_mut().remove(key)
+        })
+        .ok()
+        .flatten();
+    // Outside the borrow: dropping the record's waker may release a task.
+    drop(record);
+}
+
+/// Gives the running task (spawned from another thread) its name and location.
+pub(crate) fn name_running_task(origin: Origin) {
+    LOCAL.with(|local| {
+        let key = local.current.get();
+        local.tasks.borrow_mut().set_origin(key, origin);
+    });
+}
+
+/// The counters of the calling thread's loop.
+pub(crate) fn stats() -> Stats {
+    LOCAL.with(|local| {
+        let c = &local.counters;
+        Stats {
+            tasks_alive: local.tasks.borrow().len() as u64,
+            tasks_spawned: c.spawned.get(),
+            polls: c.polls.get(),
+            local_wakes: c.local_wakes.get(),
+            remote_wakes: c.remote_wakes.get(),
+            blocking_waits: c.blocking_waits.get(),
+            nonblocking_waits: c.nonblocking_waits.get(),
+            events: c.events.get(),
+            timers: local.shared.reactor.timers_len() as u64,
+            sources: local.shared.reactor.len() as u64,
+        }
+    })
+}
+
+/// The rows of `dump()` for the calling thread's loop.
+pub(crate) fn snapshot() -> Vec<TaskInfo> {
+    LOCAL.with(|local| {
+        let key = |runnable: &Runnable| runnable.metadata().key.load(Ordering::Relaxed);
+        let scheduled: Vec<usize> = local
+            .queue
+            .borrow()
+            .iter()
+            .chain(local.deferred.borrow().iter())
+            .map(key)
+            .collect();
+        let now = (local.epoch.elapsed().as_nanos() as u64).max(1);
+        local
+            .tasks
+            .borrow()
+            .snapshot(now, local.current.get(), &scheduled)
+    })
 }

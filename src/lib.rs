@@ -61,6 +61,9 @@ mod executor;
 mod io;
 mod reactor;
 mod scope;
+mod stats;
+mod task;
+mod task_info;
 mod threads;
 mod timer;
 
@@ -74,9 +77,12 @@ pub mod time;
 pub use blocking::{
     unblock, IDLE_TIMEOUT as BLOCKING_IDLE_TIMEOUT, MAX_THREADS as BLOCKING_MAX_THREADS,
 };
-pub use executor::{block_on, spawn, yield_now, Handle, Task, YieldNow, BUDGET};
+pub use executor::{block_on, spawn, yield_now, Handle, YieldNow, BUDGET};
 pub use io::{Async, Ready};
 pub use scope::{scope, Scope, ScopeFuture, ScopeTask};
+pub use stats::{stats, Stats};
+pub use task::Task;
+pub use task_info::{dump, Builder, Dump, TaskInfo, TaskState};
 pub use threads::{run_on_threads, ThreadGroup, Threads};
 
 /// The number of fds registered with the calling thread's loop (for tests that check that

@@ -77,6 +77,10 @@ impl Timers {
     }
 
     /// Whether no timer is pending.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

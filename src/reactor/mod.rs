@@ -314,6 +314,11 @@ impl Reactor {
         moved
     }
 
+    /// How many timers are pending.
+    pub(crate) fn timers_len(&self) -> usize {
+        lock(&self.timers).len()
+    }
+
     /// Removes a timer that has not fired.
     pub(crate) fn remove_timer(&self, deadline: Instant, id: u64) {
         lock(&self.timers).remove(deadline, id);
@@ -344,7 +349,9 @@ impl Reactor {
     /// With `block`, waits until an event, a notification or the next timer deadline; without,
     /// only looks (and skips the syscall entirely when no fd is registered). Either way it is
     /// one wait of the backend (one `epoll_wait` on the epoll backend).
-    pub(crate) fn poll(&self, buf: &mut Buffers, block: bool) {
+    ///
+    /// Returns the number of I/O events the wait delivered (for `stats`).
+    pub(crate) fn poll(&self, buf: &mut Buffers, block: bool) -> usize {
         // `None` waits forever.
         let mut timeout = Some(Duration::ZERO);
         let mut has_timers = false;
@@ -367,12 +374,14 @@ impl Reactor {
         }
 
         let skip = timeout == Some(Duration::ZERO) && lock(&self.sources).is_empty();
+        let mut events = 0;
         if !skip {
             self.backend.wait(&mut buf.events, timeout);
             let oneshot = self.backend.oneshot().is_some();
             let mut sources = None;
             let wakers = &mut buf.wakers;
             buf.events.dispatch(|key, readiness| {
+                events += 1;
                 let sources = sources.get_or_insert_with(|| lock(&self.sources));
                 if let Some(source) = sources.get(key) {
                     source.set_ready(readiness, oneshot, wakers);
@@ -388,6 +397,7 @@ impl Reactor {
             }
             lock(&self.timers).expire(clock::now(), &mut buf.wakers);
         }
+        events
     }
 }
 

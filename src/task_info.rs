@@ -1,0 +1,304 @@
+//! The loop's registry of live tasks, task names ([`Builder`]) and [`dump`].
+//!
+//! Every task has a record in its loop's `Slab` from spawn (or, for a task spawned from
+//! another thread, from its first run on the loop) until its future is dropped. A record holds
+//! a waker of the task, so that the loop can drop every task still alive when its thread exits
+//! (see [`block_on`](crate::block_on)), the task's origin, and two numbers the loop updates
+//! when it runs the task: its poll count and the loop turn's cached time.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::task::Waker;
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::executor::{self, Handle};
+use crate::Task;
+
+/// Where a task was spawned, and its name if it has one.
+pub(crate) enum Origin {
+    At(&'static Location<'static>),
+    /// Boxed, so that unnamed tasks pay for one pointer only.
+    Named(Box<(String, &'static Location<'static>)>),
+}
+
+impl Origin {
+    fn location(&self) -> &'static Location<'static> {
+        match self {
+            Origin::At(location) => location,
+            Origin::Named(named) => named.1,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Origin::At(_) => None,
+            Origin::Named(named) => Some(&named.0),
+        }
+    }
+}
+
+pub(crate) struct Record {
+    waker: Waker,
+    origin: Origin,
+    /// 32 bits (saturating) and a coarse time keep the record at 40 bytes, within the budget
+    /// of ~128 bytes of overhead per pending task.
+    polls: u32,
+    /// The loop's cached time of the turn the task was last polled in, in units of 2^20 ns
+    /// (about 1 ms) since the loop's epoch (wrapping after about 52 days).
+    last_poll: u32,
+}
+
+/// The loop time `now` (ns) in the units of `Record::last_poll`.
+const TICK_SHIFT: u32 = 20;
+
+/// The live tasks of one loop.
+#[derive(Default)]
+pub(crate) struct Registry {
+    tasks: Slab<Record>,
+}
+
+impl Registry {
+    pub(crate) fn vacant_key(&self) -> usize {
+        self.tasks.vacant_key()
+    }
+
+    pub(crate) fn insert(&mut self, waker: Waker, origin: Origin) -> usize {
+        self.tasks.insert(Record {
+            waker,
+            origin,
+            polls: 0,
+            last_poll: 0,
+        })
+    }
+
+    pub(crate) fn polled(&mut self, key: usize, now: u64) {
+        if let Some(record) = self.tasks.get_mut(key) {
+            record.polls = record.polls.saturating_add(1);
+            record.last_poll = (now >> TICK_SHIFT) as u32;
+        }
+    }
+
+    pub(crate) fn set_origin(&mut self, key: usize, origin: Origin) {
+        if let Some(record) = self.tasks.get_mut(key) {
+            record.origin = origin;
+        }
+    }
+
+    /// Removes a record; the caller drops it outside the registry's borrow (its waker may be
+    /// the task's last reference).
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Record> {
+        self.tasks.try_remove(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Takes the wakers of every live task, emptying the registry.
+    pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.tasks)
+            .into_iter()
+            .map(|(_, record)| record.waker)
+            .collect()
+    }
+
+    /// The rows of a [`Dump`]; `scheduled` holds the keys of the queued tasks.
+    pub(crate) fn snapshot(&self, now: u64, running: usize, scheduled: &[usize]) -> Vec<TaskInfo> {
+        let mut queued = vec![false; self.tasks.capacity()];
+        for &key in scheduled {
+            if let Some(slot) = queued.get_mut(key) {
+                *slot = true;
+            }
+        }
+        self.tasks
+            .iter()
+            .map(|(key, record)| TaskInfo {
+                id: key,
+                name: record.origin.name().map(str::to_owned),
+                location: record.origin.location(),
+                polls: u64::from(record.polls),
+                since_last_poll: (record.polls > 0).then(|| {
+                    let ticks = ((now >> TICK_SHIFT) as u32).wrapping_sub(record.last_poll);
+                    Duration::from_nanos(u64::from(ticks) << TICK_SHIFT)
+                }),
+                state: if key == running {
+                    TaskState::Running
+                } else if queued[key] {
+                    TaskState::Scheduled
+                } else {
+                    TaskState::Idle
+                },
+            })
+            .collect()
+    }
+}
+
+/// Spawns a task with a name, shown by [`dump`].
+///
+/// # Example
+/// ```
+/// untangle::block_on(async {
+///     let task = untangle::Builder::new().name("answer").spawn(async { 42 });
+///     assert!(untangle::dump().to_string().contains("answer"));
+///     assert_eq!(task.await, 42);
+/// });
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+}
+
+impl Builder {
+    /// A builder for an unnamed task (a dump shows its spawn location only).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the task.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    #[track_caller]
+    fn origin(self) -> Origin {
+        let location = Location::caller();
+        match self.name {
+            None => Origin::At(location),
+            Some(name) => Origin::Named(Box::new((name, location))),
+        }
+    }
+
+    /// Starts `future` on the current thread's loop, like [`spawn`](crate::spawn).
+    ///
+    /// # Panics
+    /// Outside a running loop, like [`spawn`](crate::spawn).
+    #[track_caller]
+    pub fn spawn<F>(self, future: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        executor::spawn_with(future, self.origin())
+    }
+
+    /// Starts `future` on `handle`'s loop from any thread, like [`Handle::spawn`].
+    ///
+    /// # Example
+    /// ```
+    /// untangle::block_on(async {
+    ///     let handle = untangle::Handle::current();
+    ///     let task = untangle::Builder::new().name("remote").spawn_on(&handle, async { 5 });
+    ///     assert_eq!(task.await, 5);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn spawn_on<F>(self, handle: &Handle, future: F) -> Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        handle.spawn_with(future, self.origin())
+    }
+}
+
+/// What a task is doing, in a [`Dump`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Being polled: the task that called [`dump`].
+    Running,
+    /// Woken, in the loop's run queue (a task woken from another thread counts as idle until
+    /// the loop takes it from its cross-thread queue at its next I/O check).
+    Scheduled,
+    /// Waiting for a wake.
+    Idle,
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            TaskState::Running => "running",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Idle => "idle",
+        })
+    }
+}
+
+/// One live task, in a [`Dump`].
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Its key in the loop's registry: unique among live tasks, reused after a task ends.
+    pub id: usize,
+    /// Its name, if it was spawned with [`Builder::name`].
+    pub name: Option<String>,
+    /// Where it was spawned.
+    pub location: &'static Location<'static>,
+    /// How many times it has been polled (saturating at `u32::MAX`).
+    pub polls: u64,
+    /// Time since the loop turn of its last poll, to about a millisecond (the loop caches the
+    /// time once per turn), `None` if it has not been polled yet.
+    pub since_last_poll: Option<Duration>,
+    /// Running, scheduled or idle.
+    pub state: TaskState,
+}
+
+/// Every live task of the current thread's loop, from [`dump`]; its `Display` is a table.
+#[derive(Debug, Clone)]
+pub struct Dump {
+    /// The tasks, in registry order.
+    pub tasks: Vec<TaskInfo>,
+}
+
+impl fmt::Display for Dump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>6}  {:<9}  {:>8}  {:>10}  task",
+            "id", "state", "polls", "last poll"
+        )?;
+        for task in &self.tasks {
+            let since = match task.since_last_poll {
+                Some(since) => format!("{since:.1?}"),
+                None => "never".to_owned(),
+            };
+            write!(
+                f,
+                "{:>6}  {:<9}  {:>8}  {:>10}  ",
+                task.id, task.state, task.polls, since
+            )?;
+            match &task.name {
+                Some(name) => writeln!(f, "{name} ({})", task.location)?,
+                None => writeln!(f, "{}", task.location)?,
+            }
+        }
+        write!(f, "{} tasks", self.tasks.len())
+    }
+}
+
+/// Lists every live task of the current thread's loop: id, name or spawn location, polls, time
+/// since its last poll and state (running, scheduled or idle).
+///
+/// A task spawned from another thread ([`Handle::spawn`]) is listed from its first run on the
+/// loop on. Costs one allocation per task plus a pass over the run queue; nothing is recorded
+/// for it in between calls.
+///
+/// # Example
+/// ```
+/// untangle::block_on(async {
+///     let idle = untangle::spawn(std::future::pending::<()>());
+///     untangle::yield_now().await;
+///     let dump = untangle::dump();
+///     assert_eq!(dump.tasks.len(), 1);
+///     assert_eq!(dump.tasks[0].state, untangle::TaskState::Idle);
+///     eprintln!("{dump}");
+///     drop(idle);
+/// });
+/// ```
+pub fn dump() -> Dump {
+    Dump {
+        tasks: executor::snapshot(),
+    }
+}
