@@ -33,7 +33,6 @@
 mod body;
 mod buf;
 mod client;
-mod conn;
 mod date;
 mod error;
 pub(crate) mod h1;
