@@ -36,7 +36,6 @@ mod client;
 mod date;
 mod error;
 pub(crate) mod h1;
-mod pool;
 mod response;
 mod server;
 #[cfg(feature = "tls")]
