@@ -25,7 +25,8 @@ use untangle::http::{Body, ErrorKind, IntoResponse, Request, Response, Server, S
 const GUARD: Duration = Duration::from_secs(10);
 
 /// The server drains an unread request body up to this size to keep the connection
-/// (`DRAIN_LIMIT` in `src/http/conn.rs`); these tests stay well clear of it on both sides.
+/// (`DRAIN_LIMIT` in `src/http/server/conn/shared.rs`); these tests stay well clear of it on
+/// both sides.
 const OVER_DRAIN_LIMIT: usize = 1024 * 1024;
 
 fn start<C, H, Fut, R>(configure: C, handler: H) -> SocketAddr

@@ -33,11 +33,9 @@
 mod body;
 mod buf;
 mod client;
-mod conn;
 mod date;
 mod error;
 pub(crate) mod h1;
-mod pool;
 mod response;
 mod server;
 #[cfg(feature = "tls")]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use futures_lite::future::{self, poll_fn};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::buf::ReadBuf;
 use crate::executor;
+use crate::http::buf::ReadBuf;
 use crate::net::TcpStream;
 use crate::time::sleep_until;
 

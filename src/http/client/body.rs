@@ -1,0 +1,90 @@
+//! The response body stream: reads the body off its connection by its framing, then hands the
+//! connection back to the pool if it may be reused.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::Stream;
+
+use crate::http::error::{Error, ErrorKind};
+use crate::http::h1::{self, Decoded, Decoder};
+use crate::time::Sleep;
+
+use super::pool::{Conn, Pool, PoolKey};
+
+/// A response body streaming from its connection.
+pub(super) struct ResponseBody {
+    /// `None` once the body ended or failed.
+    pub(super) conn: Option<Conn>,
+    pub(super) decoder: Decoder,
+    /// The server closed the connection.
+    pub(super) eof: bool,
+    /// Where the connection goes when the body is complete, if it may be reused.
+    pub(super) reuse: Option<(Rc<Pool>, PoolKey)>,
+    /// The client's whole-request deadline.
+    pub(super) deadline: Option<Sleep>,
+}
+
+impl ResponseBody {
+    fn finish(&mut self) {
+        if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.reuse.take()) {
+            pool.checkin(key, conn);
+        }
+    }
+
+    fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<Bytes>>> {
+        self.conn = None;
+        self.reuse = None;
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+impl Stream for ResponseBody {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.decoder.decode(&mut conn.rbuf, this.eof) {
+                Ok(Decoded::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Ok(Decoded::Done) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(h1::DecodeError::Invalid(reason)) => {
+                    return this.fail(Error::new(ErrorKind::BadResponse, reason).into());
+                }
+                Err(err) => return this.fail(err.into_io()),
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(err)) => return this.fail(err),
+                Poll::Pending => {
+                    if let Some(deadline) = &mut this.deadline {
+                        if Pin::new(deadline).poll(cx).is_ready() {
+                            return this.fail(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "request timed out while reading the response body",
+                            ));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! One request/response exchange on a connection: the request as prepared for writing (head
+//! and body), writing it, and reading up to the final response head.
+
+use std::io;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
+use futures_lite::StreamExt;
+use http::header;
+use http::{Method, Response, StatusCode};
+
+use crate::http::body::Body;
+use crate::http::error::{Error, ErrorKind};
+use crate::http::h1::{self, ResponseHead};
+
+use super::pool::{Conn, Transport};
+use super::redirect::Target;
+
+/// The `User-Agent` sent unless a request sets its own.
+const USER_AGENT: &str = concat!("untangle/", env!("CARGO_PKG_VERSION"));
+/// The largest response head accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A request body up to this size is copied behind the head so both go out in one write.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// A request body as it will be written.
+enum OutBody {
+    /// No body, or one already copied behind the head.
+    None,
+    /// A buffer written after the head (too large to copy).
+    Full(Bytes),
+    /// A stream: with a declared length (`Some`) or chunked (`None`).
+    Stream(Body, Option<u64>),
+}
+
+/// A request encoded for the wire.
+pub(super) struct Prepared {
+    pub(super) method: Method,
+    head: Vec<u8>,
+    body: OutBody,
+    /// The request asked for `Connection: close`.
+    pub(super) close: bool,
+}
+
+impl Prepared {
+    pub(super) fn new(parts: &http::request::Parts, body: Body, target: &Target) -> Prepared {
+        let method = parts.method.clone();
+        let headers = &parts.headers;
+        let user_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        // The body's own size wins over a Content-Length header; a stream of unknown size
+        // uses the header when given, chunked otherwise.
+        let known = body.size_hint().or(user_length);
+
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(method.as_str().as_bytes());
+        head.push(b' ');
+        // Origin form: the path (at least "/") and the query.
+        let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+        if !path.starts_with('/') {
+            head.push(b'/');
+        }
+        head.extend_from_slice(path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        if !headers.contains_key(header::HOST) {
+            head.extend_from_slice(b"host: ");
+            head.extend_from_slice(target.host_header.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        h1::encode_headers(headers, &mut head);
+        if !headers.contains_key(header::USER_AGENT) {
+            head.extend_from_slice(b"user-agent: ");
+            head.extend_from_slice(USER_AGENT.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        let body_method =
+            method == Method::POST || method == Method::PUT || method == Method::PATCH;
+        match known {
+            Some(0) if !body_method => {}
+            Some(n) => {
+                head.extend_from_slice(b"content-length: ");
+                h1::encode_u64(n, &mut head);
+                head.extend_from_slice(b"\r\n");
+            }
+            None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        head.extend_from_slice(b"\r\n");
+
+        let body = if known == Some(0) && body.size_hint() == Some(0) {
+            OutBody::None
+        } else if let Some(full) = body.as_full() {
+            if full.len() <= COALESCE_BYTES {
+                head.extend_from_slice(full);
+                OutBody::None
+            } else {
+                OutBody::Full(full.clone())
+            }
+        } else {
+            OutBody::Stream(body, known)
+        };
+        let (close, _) = h1::connection_tokens(headers);
+        Prepared {
+            method,
+            head,
+            body,
+            close,
+        }
+    }
+
+    /// Whether the request can be written again (its body is not a consumed stream).
+    pub(super) fn replayable(&self) -> bool {
+        !matches!(self.body, OutBody::Stream(..))
+    }
+}
+
+pub(super) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Why an exchange failed: `Stale` when nothing of a response arrived and the connection
+/// may simply have been closed by the server while idle (worth one retry if it was pooled).
+pub(super) enum Failure {
+    Stale(Error),
+    Fatal(Error),
+}
+
+impl Failure {
+    pub(super) fn into_error(self) -> Error {
+        match self {
+            Failure::Stale(err) | Failure::Fatal(err) => err,
+        }
+    }
+}
+
+/// A response whose body may keep its connection for the pool.
+pub(super) struct Exchanged {
+    pub(super) response: Response<Body>,
+    /// The connection goes back to the pool once the body is read: worth draining a small
+    /// unwanted body (a redirect's) to keep it.
+    pub(super) reusable: bool,
+}
+
+/// Writes the request and reads up to the final response head.
+pub(super) async fn exchange(
+    conn: &mut Conn,
+    prepared: &mut Prepared,
+) -> Result<ResponseHead, Failure> {
+    // Until the first response byte, an I/O failure may just mean the server had closed the
+    // idle connection.
+    let stale = |err: io::Error| Failure::Stale(err.into());
+    conn.io.write_all(&prepared.head).await.map_err(stale)?;
+    match std::mem::replace(&mut prepared.body, OutBody::None) {
+        OutBody::None => {}
+        OutBody::Full(bytes) => {
+            let written = conn.io.write_all(&bytes).await;
+            prepared.body = OutBody::Full(bytes);
+            written.map_err(stale)?;
+        }
+        OutBody::Stream(body, length) => write_stream(&mut conn.io, body, length).await?,
+    }
+    conn.io.flush().await.map_err(stale)?;
+    read_head(conn, &prepared.method).await
+}
+
+/// Writes a streaming body: exactly `length` bytes, or chunked.
+async fn write_stream(
+    io: &mut Transport,
+    mut body: Body,
+    length: Option<u64>,
+) -> Result<(), Failure> {
+    let fatal = |err: io::Error| Failure::Fatal(err.into());
+    let mut written: u64 = 0;
+    let mut chunk_head = Vec::with_capacity(20);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|err| {
+            Failure::Fatal(Error::with_source(
+                ErrorKind::Request,
+                "the request body stream failed",
+                err,
+            ))
+        })?;
+        if chunk.is_empty() {
+            continue;
+        }
+        written += chunk.len() as u64;
+        match length {
+            Some(length) => {
+                if written > length {
+                    return Err(Failure::Fatal(Error::new(
+                        ErrorKind::Request,
+                        format!("the request body is longer than its Content-Length ({length})"),
+                    )));
+                }
+                io.write_all(&chunk).await.map_err(fatal)?;
+            }
+            None => {
+                chunk_head.clear();
+                h1::encode_chunk_head(chunk.len(), &mut chunk_head);
+                write_parts(io, &[&chunk_head, &chunk, b"\r\n"])
+                    .await
+                    .map_err(fatal)?;
+            }
+        }
+    }
+    match length {
+        Some(length) if written != length => Err(Failure::Fatal(Error::new(
+            ErrorKind::Request,
+            format!("the request body is shorter ({written}) than its Content-Length ({length})"),
+        ))),
+        Some(_) => Ok(()),
+        None => io.write_all(h1::CHUNKED_END).await.map_err(fatal),
+    }
+}
+
+/// Writes all of `parts`, as few writes as the transport allows (vectored).
+async fn write_parts(io: &mut Transport, parts: &[&[u8]]) -> io::Result<()> {
+    let mut index = 0;
+    let mut offset = 0;
+    while index < parts.len() {
+        if offset == parts[index].len() {
+            index += 1;
+            offset = 0;
+            continue;
+        }
+        let mut slices = Vec::with_capacity(parts.len() - index);
+        slices.push(io::IoSlice::new(&parts[index][offset..]));
+        slices.extend(parts[index + 1..].iter().map(|p| io::IoSlice::new(p)));
+        let mut n = poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &slices)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && index < parts.len() {
+            let left = parts[index].len() - offset;
+            if n < left {
+                offset += n;
+                n = 0;
+            } else {
+                n -= left;
+                index += 1;
+                offset = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads response heads until the final one (1xx other than 101 are skipped).
+async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Failure> {
+    let mut received = !conn.rbuf.is_empty();
+    loop {
+        if !conn.rbuf.is_empty() {
+            match h1::parse_response(&mut conn.rbuf, method, MAX_HEAD_BYTES) {
+                Ok(Some(head)) => {
+                    let status = head.response.status();
+                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                        log::trace!("skipping interim response {status}");
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(h1::BadResponse(reason)) => {
+                    return Err(Failure::Fatal(Error::new(ErrorKind::BadResponse, reason)))
+                }
+            }
+        }
+        match poll_fn(|cx| conn.poll_fill(cx)).await {
+            Ok(0) if !received => {
+                return Err(Failure::Stale(Error::with_source(
+                    ErrorKind::Io,
+                    "connection closed before a response",
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                )))
+            }
+            Ok(0) => {
+                return Err(Failure::Fatal(Error::with_source(
+                    ErrorKind::Io,
+                    "connection closed in the middle of a response head",
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                )))
+            }
+            Ok(_) => received = true,
+            Err(err) if !received => return Err(Failure::Stale(err.into())),
+            Err(err) => return Err(Failure::Fatal(err.into())),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Writing HTTP/1.1 messages: the status line, header fields, chunk heads and numbers.
+
+use http::header::{self, HeaderMap};
+use http::StatusCode;
+
+/// Appends `HTTP/1.1 <code> <reason>\r\n` (the reason empty for unknown codes).
+pub(crate) fn encode_status_line(status: StatusCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one chunk (size line, data, CRLF) to `out`.
+pub(crate) fn encode_chunk_head(len: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "{len:X}\r\n");
+}
+
+/// The end of a chunked body: the last chunk and an empty trailer section.
+pub(crate) const CHUNKED_END: &[u8] = b"0\r\n\r\n";
+
+/// Appends `name: value\r\n` for every header except the framing ones (`Content-Length`,
+/// `Transfer-Encoding`), which the caller writes from the body it actually sends.
+pub(crate) fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a decimal number.
+pub(crate) fn encode_u64(n: u64, out: &mut Vec<u8>) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+}

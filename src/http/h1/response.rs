@@ -1,0 +1,120 @@
+//! Response head parsing for the client: status, headers, and how the body is framed and
+//! whether the connection can be reused after it.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+
+use super::framing::{
+    connection_tokens, content_length, range_of, transfer_codings, Framing, STACK_HEADERS,
+};
+use crate::http::buf::ReadBuf;
+
+/// A parsed response head (client side).
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) response: Response<()>,
+    pub(crate) framing: Framing,
+    /// The connection may be reused after the body.
+    pub(crate) reusable: bool,
+}
+
+/// Why a response head could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadResponse(pub(crate) &'static str);
+
+/// Parses a response head from the front of `buf`, removing it on success. `method` is the
+/// request's (a HEAD response has no body).
+pub(crate) fn parse_response(
+    buf: &mut ReadBuf,
+    method: &Method,
+    max_header_bytes: usize,
+) -> Result<Option<ResponseHead>, BadResponse> {
+    let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let data = buf.data();
+    let base = data.as_ptr() as usize;
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if data.len() >= max_header_bytes {
+                return Err(BadResponse("response head too large"));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(BadResponse("too many header fields in response"))
+        }
+        Err(_) => return Err(BadResponse("malformed response head")),
+    };
+    if head_len > max_header_bytes {
+        return Err(BadResponse("response head too large"));
+    }
+    let status = StatusCode::from_u16(res.code.unwrap_or(0))
+        .map_err(|_| BadResponse("invalid status code"))?;
+    let version = if res.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut ranges = Vec::with_capacity(res.headers.len());
+    for h in res.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| BadResponse("invalid header name"))?;
+        ranges.push((name, range_of(base, h.value)));
+    }
+    let head = buf.split_to(head_len);
+    let mut headers = HeaderMap::with_capacity(ranges.len());
+    for (name, (start, end)) in ranges {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+            .map_err(|_| BadResponse("invalid header value"))?;
+        headers.append(name, value);
+    }
+
+    let (close, keep_alive_token) = connection_tokens(&headers);
+    let mut reusable = !close && (version == Version::HTTP_11 || keep_alive_token);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Empty
+    } else if let Some(codings) = transfer_codings(&headers) {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; the connection is then
+        // suspect and not reused. A final coding other than chunked means "until close".
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            reusable = false;
+        }
+        match codings.last() {
+            Some(last) if last.eq_ignore_ascii_case(b"chunked") && codings.len() == 1 => {
+                Framing::Chunked
+            }
+            Some(last) if last.eq_ignore_ascii_case(b"chunked") => {
+                return Err(BadResponse("unsupported transfer coding"))
+            }
+            _ => {
+                reusable = false;
+                Framing::Eof
+            }
+        }
+    } else {
+        match content_length(&headers) {
+            Err(()) => return Err(BadResponse("invalid Content-Length")),
+            Ok(Some(0)) => Framing::Empty,
+            Ok(Some(n)) => Framing::Length(n),
+            Ok(None) => {
+                reusable = false;
+                Framing::Eof
+            }
+        }
+    };
+
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Some(ResponseHead {
+        response,
+        framing,
+        reusable,
+    }))
+}

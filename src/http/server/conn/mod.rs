@@ -1,0 +1,410 @@
+//! One server connection: read request heads, run the handler, write the responses in order.
+//!
+//! The connection's buffers and socket live in one `Rc<RefCell<…>>` shared with the request
+//! body the handler holds, so the body streams straight from the socket. No borrow is held
+//! across an `.await`: every access is inside one `poll`.
+
+mod shared;
+mod write;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::{FutureExt, Stream};
+use http::{Method, Request, StatusCode};
+
+pub(super) use shared::Config;
+use shared::{fill, flush, Inner, Shared, Watch};
+use write::{close, drain_body, write_error, write_response};
+
+use super::state::ServerState;
+use crate::http::body::Body;
+use crate::http::buf::{self, ReadBuf};
+use crate::http::h1::{self, Decoder, Framing, RequestHead};
+use crate::http::response::IntoResponse;
+use crate::time::{sleep, sleep_until, Sleep};
+
+/// Runs `work` (a handler) to completion, unless the peer closes the connection first: then
+/// `None`, and the caller drops `work`, so that a handler waiting on a long poll or a stream
+/// stops with its client (hyper does the same; `Server::half_close` opts out for EOF).
+///
+/// The socket is watched only after `work` returned `Pending`: a handler that is ready at
+/// once costs nothing more.
+async fn unless_peer_gone<IO, F>(shared: &Shared<IO>, config: &Config, work: F) -> Option<F::Output>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: Future,
+{
+    let mut work = pin!(work);
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if watching {
+            match shared.borrow_mut().poll_peer_gone(cx, config) {
+                Watch::Pending => {}
+                Watch::Stop => watching = false,
+                Watch::Gone => return Poll::Ready(None),
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The body of a request, streaming from the connection.
+struct RequestBody<IO> {
+    shared: Shared<IO>,
+    seq: u64,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut inner = self.shared.borrow_mut();
+        if inner.seq != self.seq {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "request body read after its response was sent",
+            ))));
+        }
+        inner.poll_body(cx)
+    }
+}
+
+// Not boxed: a box would cost an allocation per request, and `Head` only lives on the stack of
+// one `.await`.
+#[allow(clippy::large_enum_variant)]
+enum Head {
+    Request(RequestHead),
+    Reject(StatusCode, &'static str),
+    /// Nothing of a next request is buffered.
+    Idle,
+    Close,
+}
+
+/// What a busy phase of a connection ended with.
+enum Busy {
+    /// Every buffered request is answered and flushed; wait for more input.
+    Idle,
+    /// Close gracefully.
+    Close,
+    /// The connection failed; drop it.
+    Abort,
+}
+
+/// Serves one connection until it closes.
+///
+/// A connection alternates between waiting, idle, for its next request (`wait_idle`, a small
+/// future) and a busy phase that serves every request it has bytes for (`serve_requests`,
+/// boxed). Boxing the busy phase keeps the task of an idle connection small (its future is as
+/// large as its largest state, and the handler's future and response live in the busy one); the
+/// box costs one allocation per busy phase, so pipelined requests share one.
+pub(crate) async fn serve_conn<IO, H, Fut, R>(
+    io: IO,
+    peer: SocketAddr,
+    handler: Rc<H>,
+    config: Rc<Config>,
+    server: Rc<ServerState>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    let shared = Rc::new(RefCell::new(Inner {
+        io,
+        rbuf: ReadBuf::new(),
+        wbuf: Vec::new(),
+        eof: false,
+        decoder: Decoder::Done,
+        seq: 0,
+        continue_pending: false,
+        body_failed: false,
+    }));
+    let mut first = true;
+    let first_deadline = crate::time::now() + config.header_read_timeout;
+    let mut shutdown = server.shutdown_waiter();
+    let mut idle_timer = IdleTimer::new(config.keep_alive_timeout);
+    loop {
+        let deadline = first.then_some(first_deadline);
+        if wait_idle(&shared, &config, &mut shutdown, &mut idle_timer, deadline)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let busy = serve_requests(&shared, peer, &handler, &config, &server, &mut first);
+        match Box::pin(busy).await {
+            Busy::Idle => {}
+            Busy::Close => break,
+            Busy::Abort => return,
+        }
+    }
+    Box::pin(close(&shared)).await;
+}
+
+/// Waits, idle, until bytes of a next request arrive (`Ok`), or the connection should close
+/// (`Err`): the peer closed, a read failed, the server shuts down, or the keep-alive timeout
+/// (the header timeout `first_deadline` before the first request) passed. Holds no buffer
+/// memory while it waits.
+async fn wait_idle<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    config: &Config,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    idle_timer: &mut IdleTimer,
+    first_deadline: Option<Instant>,
+) -> Result<(), ()> {
+    let mut idle_deadline = None;
+    poll_fn(|cx| {
+        {
+            let mut inner = shared.borrow_mut();
+            if !inner.rbuf.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if inner.eof {
+                return Poll::Ready(Err(()));
+            }
+            match inner.poll_fill(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {}
+            }
+            // Waiting between requests: hold no buffer memory meanwhile (see `buf`).
+            inner.rbuf.release_if_empty();
+            buf::give_write_buf(&mut inner.wbuf);
+        }
+        if Pin::new(&mut *shutdown).poll(cx).is_ready() {
+            return Poll::Ready(Err(()));
+        }
+        let now = crate::time::now();
+        let deadline = *idle_deadline
+            .get_or_insert_with(|| first_deadline.unwrap_or(now + config.keep_alive_timeout));
+        if idle_timer.poll_expired(cx, now, deadline) {
+            return Poll::Ready(Err(()));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Serves requests while their bytes are buffered or arriving; see [`serve_conn`].
+async fn serve_requests<IO, H, Fut, R>(
+    shared: &Shared<IO>,
+    peer: SocketAddr,
+    handler: &Rc<H>,
+    config: &Config,
+    server: &ServerState,
+    first: &mut bool,
+) -> Busy
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(Request<Body>) -> Fut + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: IntoResponse,
+{
+    loop {
+        let head = match read_head(shared, config, *first).await {
+            Head::Request(head) => head,
+            Head::Reject(status, reason) => {
+                log::debug!("{peer}: rejected request: {reason}");
+                let _ = write_error(shared, status, reason).await;
+                return Busy::Close;
+            }
+            Head::Idle => return Busy::Idle,
+            Head::Close => return Busy::Close,
+        };
+        *first = false;
+
+        let RequestHead {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let seq = {
+            let mut inner = shared.borrow_mut();
+            inner.decoder = Decoder::new(framing);
+            inner.continue_pending = expect_continue && !inner.decoder.is_done();
+            inner.body_failed = false;
+            inner.seq += 1;
+            inner.seq
+        };
+        let length = match framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => Some(n),
+            Framing::Chunked | Framing::Eof => None,
+        };
+        let body = if length == Some(0) {
+            Body::empty()
+        } else {
+            Body::from_boxed(
+                Box::pin(RequestBody {
+                    shared: shared.clone(),
+                    seq,
+                }),
+                length,
+            )
+        }
+        .with_limit(config.max_body_bytes);
+        let version = request.version();
+        let is_head = request.method() == Method::HEAD;
+        let mut request = request.map(|()| body);
+        request.extensions_mut().insert(peer);
+
+        let handler_ref = handler;
+        let handling = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
+            .catch_unwind();
+        let Some(outcome) = unless_peer_gone(shared, config, handling).await else {
+            log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
+            return Busy::Abort;
+        };
+        let (response, mut keep) = match outcome {
+            Ok(response) => (response, keep_alive),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(non-string payload)");
+                log::error!("{peer}: handler panicked: {message}");
+                (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false)
+            }
+        };
+        if server.is_shutting_down() {
+            keep = false;
+        }
+        // Whether the connection is kept is settled before the head is written, so that the
+        // head can say so. Nothing but this connection holding the buffers means the handler
+        // dropped its body unread (rather than returning it as the response body or handing
+        // it to a task).
+        let mut drained = 0;
+        if keep {
+            let abandoned = Rc::strong_count(shared) == 1;
+            keep = poll_fn(|cx| {
+                Poll::Ready(shared.borrow_mut().poll_settle(cx, abandoned, &mut drained))
+            })
+            .await;
+        }
+        let written = write_response(shared, config, response, is_head, version, keep).await;
+        {
+            // An earlier request's body handed to a spawned task must not read from now on.
+            let mut inner = shared.borrow_mut();
+            inner.seq += 1;
+            if inner.body_failed {
+                keep = false;
+            }
+        }
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Busy::Close,
+            Err(err) => {
+                log::debug!("{peer}: writing response: {err}");
+                return Busy::Abort;
+            }
+        }
+        if !keep || !drain_body(shared, drained).await {
+            return Busy::Close;
+        }
+    }
+}
+
+/// The keep-alive timer of a connection, armed once and moved lazily.
+///
+/// Arming a timer for every wait between requests would cost a timer insertion and removal per
+/// request. Instead one timer stays registered: each wait only records its deadline, and when
+/// the timer fires before that deadline it is moved to it.
+struct IdleTimer {
+    timer: Sleep,
+    registered: bool,
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> IdleTimer {
+        IdleTimer {
+            timer: sleep(timeout),
+            registered: false,
+        }
+    }
+
+    /// Whether `deadline` has passed; otherwise makes sure the task is woken by then (or
+    /// earlier, spuriously).
+    fn poll_expired(&mut self, cx: &mut Context<'_>, now: Instant, deadline: Instant) -> bool {
+        if now >= deadline {
+            return true;
+        }
+        if self.registered && now < self.timer.deadline() && self.timer.deadline() <= deadline {
+            // Still armed for no later than the deadline, and for this task: nothing to do.
+            return false;
+        }
+        if now >= self.timer.deadline() || self.timer.deadline() > deadline {
+            self.timer.reset(deadline);
+        }
+        self.registered = Pin::new(&mut self.timer).poll(cx).is_pending();
+        !self.registered
+    }
+}
+
+/// Reads the next request head within the header timeout; `Head::Idle` when no byte of one is
+/// buffered (after flushing the responses held back for pipelining).
+async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    config: &Config,
+    first: bool,
+) -> Head {
+    let mut header_deadline = first.then(|| crate::time::now() + config.header_read_timeout);
+    loop {
+        let idle = {
+            let mut inner = shared.borrow_mut();
+            match h1::parse_request(&mut inner.rbuf, &config.limits) {
+                Ok(Some(head)) => return Head::Request(head),
+                Err(reject) => return Head::Reject(reject.status, reject.reason),
+                Ok(None) => {}
+            }
+            if inner.eof {
+                return Head::Close;
+            }
+            let idle = inner.rbuf.is_empty();
+            if !idle && header_deadline.is_none() {
+                header_deadline = Some(crate::time::now() + config.header_read_timeout);
+            }
+            idle
+        };
+        // Responses held back for pipelining go out before we wait for more input.
+        if !shared.borrow().wbuf.is_empty() && flush(shared).await.is_err() {
+            return Head::Close;
+        }
+        if idle {
+            return Head::Idle;
+        }
+        let read = fill(shared);
+        let result = match header_deadline {
+            Some(deadline) => {
+                let expired = async {
+                    sleep_until(deadline).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                };
+                read.or(expired).await
+            }
+            None => read.await,
+        };
+        match result {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                return Head::Reject(StatusCode::REQUEST_TIMEOUT, "request head timeout");
+            }
+            Err(_) => return Head::Close,
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The connection's state shared with the request body the handler holds: socket, buffers
+//! and body decoder in one `Rc<RefCell<…>>`, with the poll-level reads and writes, the check
+//! of whether the connection can carry another request, and the watch for the peer going away.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use crate::http::buf::ReadBuf;
+use crate::http::h1::{Decoded, Decoder, Limits};
+
+/// Settings of a server's connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) max_body_bytes: usize,
+    /// End of stream from the client while a handler runs is a half-close, not a disconnect
+    /// (`Server::half_close`).
+    pub(crate) half_close: bool,
+}
+
+/// An unread request body up to this size is read and discarded to keep the connection;
+/// beyond it the connection is closed.
+pub(super) const DRAIN_LIMIT: u64 = 256 * 1024;
+/// How long draining an unread body, or lingering before a close, may take.
+pub(super) const LINGER: Duration = Duration::from_secs(2);
+/// Responses are gathered up to this size before a write, unless nothing else is waiting.
+pub(super) const WRITE_BATCH: usize = 64 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+pub(super) struct Inner<IO> {
+    pub(super) io: IO,
+    pub(super) rbuf: ReadBuf,
+    pub(super) wbuf: Vec<u8>,
+    /// The peer closed its side.
+    pub(super) eof: bool,
+    /// The body decoder of the current request.
+    pub(super) decoder: Decoder,
+    /// Number of the current request; a body from an earlier request may no longer read.
+    pub(super) seq: u64,
+    /// `Expect: 100-continue` not yet answered.
+    pub(super) continue_pending: bool,
+    /// Reading the request body failed; the connection cannot be reused.
+    pub(super) body_failed: bool,
+}
+
+pub(super) type Shared<IO> = Rc<RefCell<Inner<IO>>>;
+
+/// What watching for the peer's close found.
+pub(super) enum Watch {
+    /// Nothing yet; the task is woken when the socket has news.
+    Pending,
+    /// Not worth watching any more (half-closed with `half_close`, or the buffer is full).
+    Stop,
+    /// The peer closed or reset the connection.
+    Gone,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let n = ready!(self.rbuf.poll_fill(&mut self.io, cx))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes out `wbuf`, then `extra`.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() || !extra.is_empty() {
+            let n = if self.wbuf.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, extra))?
+            } else if extra.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?
+            } else {
+                let bufs = [IoSlice::new(&self.wbuf), IoSlice::new(extra)];
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &bufs))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_wbuf = n.min(self.wbuf.len());
+            self.wbuf.drain(..from_wbuf);
+            extra.advance(n - from_wbuf);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_all(cx, &mut Bytes::new()))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Decides, before a response head is written, whether the connection can carry another
+    /// request as far as the request body and the peer are concerned (RFC 9112 §9.6: a
+    /// response after which the server closes says `Connection: close`).
+    ///
+    /// When nothing holds the body any more (`abandoned`), what has already arrived of it is
+    /// read and discarded here, counted in `drained`, without waiting. What has not arrived is
+    /// drained after the response only when its size is known and within [`DRAIN_LIMIT`]; a
+    /// chunked rest of unknown size means closing. Waiting for the rest before the head would
+    /// hold back an early response (a 413, a 401) from a client that waits for it before it
+    /// sends more, for as long as [`LINGER`]; hyper decides the same way.
+    pub(super) fn poll_settle(
+        &mut self,
+        cx: &mut Context<'_>,
+        abandoned: bool,
+        drained: &mut u64,
+    ) -> bool {
+        if self.continue_pending || self.body_failed {
+            return false;
+        }
+        if abandoned && !self.drain_arrived(cx, drained) {
+            return false;
+        }
+        // After the peer's FIN, nothing but what is buffered can follow.
+        !(self.eof && (self.rbuf.is_empty() || !self.decoder.is_done()))
+    }
+
+    /// The draining part of [`poll_settle`](Inner::poll_settle): false when the rest of the
+    /// body cannot be drained after the response.
+    fn drain_arrived(&mut self, cx: &mut Context<'_>, drained: &mut u64) -> bool {
+        loop {
+            match self.decoder.decode(&mut self.rbuf, self.eof) {
+                Ok(Decoded::Done) => return true,
+                Ok(Decoded::Data(data)) => {
+                    *drained += data.len() as u64;
+                    if *drained > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Ok(Decoded::NeedMore) => {
+                    if let Decoder::Length(left) = self.decoder {
+                        return *drained + left <= DRAIN_LIMIT;
+                    }
+                    match self.poll_fill(cx) {
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(_)) | Poll::Pending => return false,
+                    }
+                }
+                Err(_) => {
+                    self.body_failed = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Watches for the peer going away while a handler or a response body makes us wait:
+    /// reads into the buffer (bytes of a pipelined next request are kept there) until the
+    /// socket has nothing more. Only once the request body has been read to its end: until
+    /// then its bytes are the handler's to read.
+    ///
+    /// Costs no syscall while the socket has nothing new: its read readiness is cached, and
+    /// the last read of the request left it cleared.
+    pub(super) fn poll_peer_gone(&mut self, cx: &mut Context<'_>, config: &Config) -> Watch {
+        loop {
+            if !self.decoder.is_done() {
+                return Watch::Pending;
+            }
+            if self.eof {
+                return if config.half_close {
+                    Watch::Stop
+                } else {
+                    Watch::Gone
+                };
+            }
+            // A client pipelining more than a head's worth is not read on (TCP pushes back);
+            // the peer's close then goes unnoticed until the response is written.
+            if self.rbuf.len() >= config.limits.max_header_bytes {
+                return Watch::Stop;
+            }
+            match self.poll_fill(cx) {
+                Poll::Pending => return Watch::Pending,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(_)) => return Watch::Gone,
+            }
+        }
+    }
+
+    /// The next piece of the current request body.
+    pub(super) fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            self.wbuf.extend_from_slice(CONTINUE);
+        }
+        if !self.wbuf.is_empty() {
+            if let Err(err) = ready!(self.poll_flush(cx)) {
+                self.body_failed = true;
+                return Poll::Ready(Some(Err(err)));
+            }
+        }
+        loop {
+            match self.decoder.decode(&mut self.rbuf, self.eof) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {
+                    if let Err(err) = ready!(self.poll_fill(cx)) {
+                        self.body_failed = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                Err(err) => {
+                    self.body_failed = true;
+                    return Poll::Ready(Some(Err(err.into_io())));
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn flush<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+) -> io::Result<()> {
+    poll_fn(|cx| shared.borrow_mut().poll_flush(cx)).await
+}
+
+pub(super) async fn write_all<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+    mut data: Bytes,
+) -> io::Result<()> {
+    poll_fn(|cx| shared.borrow_mut().poll_write_all(cx, &mut data)).await
+}
+
+pub(super) async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared<IO>,
+) -> io::Result<usize> {
+    poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
