@@ -141,8 +141,6 @@ struct Local {
     deferred: RefCell<VecDeque<Runnable>>,
     /// Wakers of a `block_on` future that called `yield_now`: woken after the next I/O check.
     yielded: RefCell<Vec<Waker>>,
-    /// Whether the `block_on` future (not a task) is being polled, for `yield_now`.
-    polling_main: Cell<bool>,
     buffers: RefCell<Buffers>,
     running: Cell<bool>,
     /// Every live task, for `dump` and for dropping them all when the thread exits.
@@ -160,6 +158,9 @@ thread_local! {
     static LOCAL: Local = Local::new();
     /// The `Shared` of this thread's loop, for a cheap "am I on the loop thread?" test.
     static CURRENT: Cell<*const Shared> = const { Cell::new(ptr::null()) };
+    /// Whether the `block_on` future (not a task) is being polled, for `yield_now`: a `const`
+    /// thread-local apart from `LOCAL`, so a yield in a task reads one cell and nothing else.
+    static POLLING_MAIN: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Local {
@@ -180,7 +181,6 @@ impl Local {
             queue: RefCell::new(VecDeque::with_capacity(256)),
             deferred: RefCell::new(VecDeque::new()),
             yielded: RefCell::new(Vec::new()),
-            polling_main: Cell::new(false),
             buffers,
             running: Cell::new(false),
             tasks: RefCell::new(Registry::default()),
@@ -363,6 +363,8 @@ struct RunningGuard<'a>(&'a Cell<bool>);
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.set(false);
+        // A panic of the `block_on` future leaves the flag set.
+        POLLING_MAIN.with(|p| p.set(false));
     }
 }
 
@@ -424,9 +426,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 if main.woken.load(Ordering::Acquire) && (ahead == 0 || local.local_is_empty()) {
                     main.woken.store(false, Ordering::Relaxed);
                     polls += 1;
-                    local.polling_main.set(true);
+                    POLLING_MAIN.with(|p| p.set(true));
                     let poll = future.as_mut().poll(&mut cx);
-                    local.polling_main.set(false);
+                    POLLING_MAIN.with(|p| p.set(false));
                     if let Poll::Ready(out) = poll {
                         return out;
                     }
@@ -530,19 +532,11 @@ impl Future for YieldNow {
         self.yielded = true;
         // In a task, waking itself while it runs is enough: the schedule function queues it
         // behind the next I/O check. The `block_on` future is no task, so its waker is kept
-        // and woken after the next I/O check instead. (`CURRENT` is null on a thread without a
-        // loop, so this never creates one.)
-        let main = !CURRENT.with(Cell::get).is_null()
-            && LOCAL
-                .try_with(|local| {
-                    let main = local.running.get() && local.polling_main.get();
-                    if main {
-                        local.yielded.borrow_mut().push(cx.waker().clone());
-                    }
-                    main
-                })
-                .unwrap_or(false);
-        if !main {
+        // and woken after the next I/O check instead. (`POLLING_MAIN` is set only inside a
+        // running `block_on`, whose `LOCAL` exists.)
+        if POLLING_MAIN.with(Cell::get) {
+            LOCAL.with(|local| local.yielded.borrow_mut().push(cx.waker().clone()));
+        } else {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
