@@ -30,7 +30,7 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 use rustix::io::Errno;
 
-use super::Readiness;
+use super::event::Readiness;
 
 /// The key of our notification eventfd (polling's own internal fds use `usize::MAX`).
 const NOTIFY_KEY: u64 = u64::MAX - 1;

@@ -37,8 +37,10 @@
 //! Lock order: a reactor's `sources`, then a source's `state`; a source's `state` is never held
 //! while a reactor's `sources` is taken.
 
+mod backend;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod epoll;
+mod event;
 mod portable;
 
 use std::io;
@@ -50,6 +52,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use self::backend::{Backend, Events};
+use self::event::Readiness;
 use crate::clock;
 use crate::timer::Timers;
 
@@ -58,118 +62,9 @@ pub(crate) const READ: usize = 0;
 /// Index of the write direction.
 pub(crate) const WRITE: usize = 1;
 
-/// The environment variable that selects the backend.
-const BACKEND_VAR: &str = "UNTANGLE_REACTOR";
-
 /// Locks a mutex, ignoring poisoning: no code holding these locks can panic half-way.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What one event says about a source.
-#[derive(Clone, Copy, Debug)]
-struct Readiness {
-    readable: bool,
-    writable: bool,
-    /// The read side hung up: whatever is left to read ends in EOF.
-    read_closed: bool,
-}
-
-/// How a reactor registers, waits and notifies.
-enum Backend {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    Epoll(epoll::Epoll),
-    Portable(portable::Portable),
-}
-
-/// Events of one wait, in the backend's own form.
-enum Events {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    Epoll(epoll::Events),
-    Portable(portable::Events),
-}
-
-impl Backend {
-    /// The backend `UNTANGLE_REACTOR` asks for, on a new Poller.
-    fn from_env() -> io::Result<Backend> {
-        let poller = polling::Poller::new()?;
-        let choice = std::env::var(BACKEND_VAR).unwrap_or_default();
-        match choice.as_str() {
-            "polling" => return Ok(Backend::Portable(portable::Portable::new(poller, false))),
-            "polling-oneshot" => {
-                return Ok(Backend::Portable(portable::Portable::new(poller, true)))
-            }
-            "" | "epoll" => {}
-            other => log::warn!(
-                "untangle: {BACKEND_VAR}={other:?} is not a reactor backend (expected `epoll`, \
-                 `polling` or `polling-oneshot`); using the default"
-            ),
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        return Ok(Backend::Epoll(epoll::Epoll::new(poller)?));
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        Ok(Backend::Portable(portable::Portable::new(poller, false)))
-    }
-
-    fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Backend::Epoll(b) => b.add(fd, key),
-            Backend::Portable(b) => b.add(fd, key),
-        }
-    }
-
-    fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Backend::Epoll(b) => b.delete(fd),
-            Backend::Portable(b) => b.delete(fd),
-        }
-    }
-
-    fn events(&self, capacity: usize) -> Events {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Backend::Epoll(_) => Events::Epoll(epoll::Epoll::events(capacity)),
-            Backend::Portable(_) => Events::Portable(portable::Portable::events(capacity)),
-        }
-    }
-
-    fn wait(&self, events: &mut Events, timeout: Option<Duration>) {
-        match (self, events) {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            (Backend::Epoll(b), Events::Epoll(events)) => b.wait(events, timeout),
-            (Backend::Portable(b), Events::Portable(events)) => b.wait(events, timeout),
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("a loop's event buffer comes from its own reactor"),
-        }
-    }
-
-    fn notify(&self) -> io::Result<()> {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Backend::Epoll(b) => b.notify(),
-            Backend::Portable(b) => b.notify(),
-        }
-    }
-
-    /// The portable backend in one-shot mode, which must re-arm after each event.
-    fn oneshot(&self) -> Option<&portable::Portable> {
-        match self {
-            Backend::Portable(b) if b.is_oneshot() => Some(b),
-            _ => None,
-        }
-    }
-}
-
-impl Events {
-    fn dispatch(&self, f: impl FnMut(usize, Readiness)) {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Events::Epoll(events) => epoll::Epoll::dispatch(events, f),
-            Events::Portable(events) => portable::Portable::dispatch(events, f),
-        }
-    }
 }
 
 /// The reactor of one loop.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use polling::{Event, PollMode, Poller};
 
-use super::Readiness;
+use super::event::Readiness;
 
 /// The portable backend of one reactor.
 pub(super) struct Portable {
