@@ -23,10 +23,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::ptr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +33,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use crate::reactor::{Buffers, Reactor};
+use crate::shared::{Runnable, Shared, TaskMeta, AWAKE, NO_TASK, SLEEPING};
 use crate::stats::{bump, Counters, Stats};
 use crate::task::{tracked, Task};
 use crate::task_info::{Origin, Registry, TaskInfo};
@@ -47,62 +47,6 @@ pub const BUDGET: usize = 61;
 /// How many events one wait can return; a large buffer spreads the cost of a wait over many
 /// ready sockets.
 const EVENTS_CAPACITY: usize = 1024;
-
-/// A task ready to run; its metadata is the loop it belongs to.
-type Runnable = async_task::Runnable<TaskMeta>;
-
-/// The key of no task: of a task spawned from another thread until the loop first runs it, and
-/// the loop's running task between polls.
-pub(crate) const NO_TASK: usize = usize::MAX;
-
-/// A task's metadata: its loop, and its key in that loop's registry of live tasks.
-pub(crate) struct TaskMeta {
-    shared: Arc<Shared>,
-    /// Written by the loop only (at spawn, or at the first run of a task spawned from another
-    /// thread) and read by the loop only: an atomic only because a task spawned from another
-    /// thread is `Send`; relaxed loads and stores are plain moves.
-    key: AtomicUsize,
-}
-
-const AWAKE: u8 = 0;
-const SLEEPING: u8 = 1;
-const NOTIFIED: u8 = 2;
-
-/// The part of a loop that other threads may touch: the remote queue and the sleep state.
-pub(crate) struct Shared {
-    remote: ConcurrentQueue<Runnable>,
-    state: AtomicU8,
-    pub(crate) reactor: Arc<Reactor>,
-}
-
-impl Shared {
-    /// Queues a runnable woken on a thread other than the loop's.
-    fn push_remote(&self, runnable: Runnable) {
-        if let Err(err) = self.remote.push(runnable) {
-            // The loop's thread has exited: nothing will ever run this task again, and dropping
-            // a thread-bound task here would panic, so it is leaked on purpose.
-            log::debug!("untangle: task woken after its loop's thread exited; dropping the wake");
-            std::mem::forget(err.into_inner());
-            return;
-        }
-        self.notify();
-    }
-
-    /// Wakes the loop if it sleeps (or is about to): at most one poller notification per sleep.
-    fn notify(&self) {
-        // Pairs with the fence in `Local::park`: either the loop sees our push, or we see that
-        // it is sleeping.
-        fence(Ordering::SeqCst);
-        if self.state.load(Ordering::Relaxed) == SLEEPING
-            && self
-                .state
-                .compare_exchange(SLEEPING, NOTIFIED, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.reactor.notify();
-        }
-    }
-}
 
 /// The schedule function of every task: from whatever thread woke it, queues the runnable on
 /// its loop (found in the task's metadata).
@@ -289,9 +233,10 @@ impl Local {
             shared: self.shared.clone(),
             key: AtomicUsize::new(key),
         };
-        let (runnable, task) = async_task::Builder::new()
-            .metadata(meta)
-            .spawn_local(move |_| tracked(future, None), WithInfo(schedule));
+        let (runnable, task) = async_task::Builder::new().metadata(meta).spawn_local(
+            move |_| tracked::<_, LoopRegistry>(future, None),
+            WithInfo(schedule),
+        );
         let inserted = tasks.insert(runnable.waker(), origin);
         debug_assert_eq!(inserted, key);
         drop(tasks);
@@ -461,7 +406,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 ///
 /// # Panics
 /// Panics when called outside a running loop (outside [`block_on`]); a task needs a loop to run
-/// it. From another thread, use [`Handle::spawn`].
+/// it. From another thread, use [`Handle::spawn`](crate::Handle::spawn).
 ///
 /// # Example
 /// ```
@@ -498,117 +443,32 @@ where
     })
 }
 
-/// Lets every other ready task run, and lets the loop check I/O and timers, before this task
-/// continues.
-///
-/// Outside an untangle loop it simply wakes itself and returns `Pending` once.
-///
-/// # Example
-/// ```
-/// untangle::block_on(async {
-///     for _ in 0..3 {
-///         untangle::yield_now().await;
-///     }
-/// });
-/// ```
-pub fn yield_now() -> YieldNow {
-    YieldNow { yielded: false }
+/// The schedule function every task uses, as async-task takes it.
+pub(crate) type Schedule = WithInfo<fn(Runnable, ScheduleInfo)>;
+
+/// The loop state of the calling thread, shared with other threads (for [`Handle`](crate::Handle)).
+pub(crate) fn current_shared() -> Arc<Shared> {
+    LOCAL.with(|local| local.shared.clone())
 }
 
-/// Future returned by [`yield_now`].
-#[derive(Debug)]
-#[must_use = "futures do nothing unless awaited"]
-pub struct YieldNow {
-    yielded: bool,
+/// Whether the `block_on` future (not a task) is being polled on this thread.
+pub(crate) fn polling_main() -> bool {
+    POLLING_MAIN.with(Cell::get)
 }
 
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
-            return Poll::Ready(());
-        }
-        self.yielded = true;
-        // In a task, waking itself while it runs is enough: the schedule function queues it
-        // behind the next I/O check. The `block_on` future is no task, so its waker is kept
-        // and woken after the next I/O check instead. (`POLLING_MAIN` is set only inside a
-        // running `block_on`, whose `LOCAL` exists.)
-        if POLLING_MAIN.with(Cell::get) {
-            LOCAL.with(|local| local.yielded.borrow_mut().push(cx.waker().clone()));
-        } else {
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
-    }
+/// Keeps the waker of a `block_on` future that yields, to wake it after the next I/O check.
+pub(crate) fn defer_main(waker: &Waker) {
+    LOCAL.with(|local| local.yielded.borrow_mut().push(waker.clone()));
 }
 
-/// A handle to a thread's loop, usable from any thread to spawn `Send` tasks onto it.
-///
-/// # Example
-/// ```
-/// untangle::block_on(async {
-///     let handle = untangle::Handle::current();
-///     let task = std::thread::spawn(move || handle.spawn(async { 5 }))
-///         .join()
-///         .unwrap();
-///     assert_eq!(task.await, 5);
-/// });
-/// ```
-#[derive(Clone)]
-pub struct Handle {
-    shared: Arc<Shared>,
-}
-
-impl Handle {
-    /// Returns a handle to the calling thread's loop (creating the loop if this thread has none).
-    ///
-    /// Tasks spawned through the handle run whenever that thread is inside [`block_on`].
-    pub fn current() -> Handle {
-        LOCAL.with(|local| Handle {
-            shared: local.shared.clone(),
-        })
-    }
-
-    /// Starts `future` on the handle's loop, from any thread.
-    ///
-    /// The returned [`Task`] can be awaited from anywhere (it is `Send` when `T` is). If the
-    /// loop's thread has exited, the task never runs.
-    ///
-    /// The task joins the loop's registry ([`dump`](crate::dump), [`stats`](crate::stats))
-    /// when the loop first runs it: registering it here would take the loop's thread-local
-    /// state from another thread.
-    #[track_caller]
-    pub fn spawn<F>(&self, future: F) -> Task<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.spawn_with(future, Origin::At(Location::caller()))
-    }
-
-    pub(crate) fn spawn_with<F>(&self, future: F, origin: Origin) -> Task<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let meta = TaskMeta {
-            shared: self.shared.clone(),
-            key: AtomicUsize::new(NO_TASK),
-        };
-        let origin = Some(Box::new(origin));
-        let (runnable, task) = async_task::Builder::new()
-            .metadata(meta)
-            .spawn(move |_| tracked(future, origin), WithInfo(schedule));
-        runnable.schedule();
-        Task(task.fallible())
-    }
-}
-
-impl fmt::Debug for Handle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").finish_non_exhaustive()
-    }
+/// A task's metadata for a task spawned from another thread onto `shared`'s loop, and the
+/// schedule function every task uses.
+pub(crate) fn remote_task_parts(shared: Arc<Shared>) -> (TaskMeta, Schedule) {
+    let meta = TaskMeta {
+        shared,
+        key: AtomicUsize::new(NO_TASK),
+    };
+    (meta, WithInfo(schedule))
 }
 
 /// The reactor of the calling thread's loop.
@@ -644,8 +504,21 @@ pub(crate) fn is_running() -> bool {
     LOCAL.try_with(|local| local.running.get()).unwrap_or(false)
 }
 
+/// The registry of this thread's loop, as the task wrapper sees it (`task::Registry`).
+pub(crate) struct LoopRegistry;
+
+impl crate::task::Registry for LoopRegistry {
+    fn dropped() {
+        task_dropped();
+    }
+
+    fn named(origin: Origin) {
+        name_running_task(origin);
+    }
+}
+
 /// Removes the running task's record: its future is being dropped (see `task::Slot`).
-pub(crate) fn task_dropped() {
+fn task_dropped() {
     let record = LOCAL
         .try_with(|local| {
             let key = local.current.get();
@@ -661,7 +534,7 @@ pub(crate) fn task_dropped() {
 }
 
 /// Gives the running task (spawned from another thread) its name and location.
-pub(crate) fn name_running_task(origin: Origin) {
+fn name_running_task(origin: Origin) {
     LOCAL.with(|local| {
         let key = local.current.get();
         local.tasks.borrow_mut().set_origin(key, origin);

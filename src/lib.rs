@@ -56,16 +56,21 @@
 #![deny(unsafe_code)]
 
 mod blocking;
+mod builder;
 mod clock;
 mod executor;
+mod handle;
+mod introspect;
 mod io;
 mod reactor;
 mod scope;
+mod shared;
 mod stats;
 mod task;
 mod task_info;
 mod threads;
 mod timer;
+mod yield_now;
 
 #[cfg(feature = "hyper")]
 pub mod compat;
@@ -77,13 +82,17 @@ pub mod time;
 pub use blocking::{
     unblock, IDLE_TIMEOUT as BLOCKING_IDLE_TIMEOUT, MAX_THREADS as BLOCKING_MAX_THREADS,
 };
-pub use executor::{block_on, spawn, yield_now, Handle, YieldNow, BUDGET};
+pub use builder::Builder;
+pub use executor::{block_on, spawn, BUDGET};
+pub use handle::Handle;
+pub use introspect::{dump, stats, Dump};
 pub use io::{Async, Ready};
 pub use scope::{scope, Scope, ScopeFuture, ScopeTask};
-pub use stats::{stats, Stats};
+pub use stats::Stats;
 pub use task::Task;
-pub use task_info::{dump, Builder, Dump, TaskInfo, TaskState};
+pub use task_info::{TaskInfo, TaskState};
 pub use threads::{run_on_threads, ThreadGroup, Threads};
+pub use yield_now::{yield_now, YieldNow};
 
 /// The number of fds registered with the calling thread's loop (for tests that check that
 /// cancelled tasks release their sockets). Not part of the public API.

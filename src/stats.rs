@@ -19,7 +19,7 @@ pub(crate) fn bump(counter: &Cell<u64>, by: u64) {
     counter.set(counter.get().wrapping_add(by));
 }
 
-/// Counters of the current thread's loop, from [`stats`]. Totals count from the loop's creation.
+/// Counters of the current thread's loop, from [`stats`](crate::stats). Totals count from the loop's creation.
 ///
 /// # Example
 /// ```
@@ -87,12 +87,4 @@ impl fmt::Display for Stats {
             self.sources,
         )
     }
-}
-
-/// Returns the counters of the current thread's loop (creating the loop if there is none).
-///
-/// Cheap: a copy of a few cells plus two lock-protected lengths (timers, sources). Nothing is
-/// counted with atomics: every counter is a plain cell bumped on the loop's thread.
-pub fn stats() -> Stats {
-    crate::executor::stats()
 }

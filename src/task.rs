@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::executor::TaskMeta;
+use crate::shared::TaskMeta;
 use crate::task_info::Origin;
 
 /// The panic payload of a task, logged if nobody re-raises it.
@@ -43,44 +44,61 @@ impl Drop for Panicked {
 /// A hand-written future rather than an `async` block around `catch_unwind()`: an `async`
 /// block keeps the captured future and the future it awaits in separate fields, which would
 /// store every task's future twice.
-pub(crate) fn tracked<F: Future>(future: F, origin: Option<Box<Origin>>) -> Tracked<F> {
+pub(crate) fn tracked<F: Future, R: Registry>(
+    future: F,
+    origin: Option<Box<Origin>>,
+) -> Tracked<F, R> {
     Tracked {
         future,
-        slot: Slot { origin },
+        slot: Slot {
+            origin,
+            registry: PhantomData,
+        },
     }
+}
+
+/// What the wrapper tells the loop's registry: a zero-sized type, so the executor can plug
+/// itself in without this file depending on it.
+pub(crate) trait Registry {
+    /// The running task's future is being dropped: remove its record.
+    fn dropped();
+    /// The running task (spawned from another thread) polls for the first time: name it.
+    fn named(origin: Origin);
 }
 
 pin_project_lite::pin_project! {
     /// Future of [`tracked`].
-    pub(crate) struct Tracked<F> {
+    pub(crate) struct Tracked<F, R: Registry> {
         // Dropped before `slot`: the future's destructors run while the record still exists.
         #[pin]
         future: F,
-        slot: Slot,
+        slot: Slot<R>,
     }
 }
 
 /// The registry side of a task's future; its `Drop` removes the task's record.
-struct Slot {
+struct Slot<R: Registry> {
     origin: Option<Box<Origin>>,
+    /// `fn() -> R`: no `R` is stored, and `Send`/`Sync` do not depend on it.
+    registry: PhantomData<fn() -> R>,
 }
 
-impl Drop for Slot {
+impl<R: Registry> Drop for Slot<R> {
     fn drop(&mut self) {
         // async-task drops a future only inside its `Runnable::run` (when it completes or was
         // cancelled) or with its `Runnable` (only while the loop itself is dropped, when the
         // registry is already gone): so the loop's running task is this one.
-        crate::executor::task_dropped();
+        R::dropped();
     }
 }
 
-impl<F: Future> Future for Tracked<F> {
+impl<F: Future, R: Registry> Future for Tracked<F, R> {
     type Output = Result<F::Output, Panicked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(origin) = this.slot.origin.take() {
-            crate::executor::name_running_task(*origin);
+            R::named(*origin);
         }
         let future = this.future;
         // `AssertUnwindSafe` is sound here because a panicked task is never polled again.

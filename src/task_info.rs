@@ -1,4 +1,4 @@
-//! The loop's registry of live tasks, task names ([`Builder`]) and [`dump`].
+//! The loop's registry of live tasks, and what a dump says of each ([`TaskInfo`]).
 //!
 //! Every task has a record in its loop's `Slab` from spawn (or, for a task spawned from
 //! another thread, from its first run on the loop) until its future is dropped. A record holds
@@ -7,15 +7,11 @@
 //! when it runs the task: its poll count and the loop turn's cached time.
 
 use std::fmt;
-use std::future::Future;
 use std::panic::Location;
 use std::task::Waker;
 use std::time::Duration;
 
 use slab::Slab;
-
-use crate::executor::{self, Handle};
-use crate::Task;
 
 /// Where a task was spawned, and its name if it has one.
 pub(crate) enum Origin {
@@ -105,7 +101,7 @@ impl Registry {
             .collect()
     }
 
-    /// The rows of a [`Dump`]; `scheduled` holds the keys of the queued tasks.
+    /// The rows of a [`Dump`](crate::Dump); `scheduled` holds the keys of the queued tasks.
     pub(crate) fn snapshot(&self, now: u64, running: usize, scheduled: &[usize]) -> Vec<TaskInfo> {
         let mut queued = vec![false; self.tasks.capacity()];
         for &key in scheduled {
@@ -136,79 +132,10 @@ impl Registry {
     }
 }
 
-/// Spawns a task with a name, shown by [`dump`].
-///
-/// # Example
-/// ```
-/// untangle::block_on(async {
-///     let task = untangle::Builder::new().name("answer").spawn(async { 42 });
-///     assert!(untangle::dump().to_string().contains("answer"));
-///     assert_eq!(task.await, 42);
-/// });
-/// ```
-#[derive(Debug, Default)]
-pub struct Builder {
-    name: Option<String>,
-}
-
-impl Builder {
-    /// A builder for an unnamed task (a dump shows its spawn location only).
-    pub fn new() -> Builder {
-        Builder::default()
-    }
-
-    /// Names the task.
-    pub fn name(mut self, name: impl Into<String>) -> Builder {
-        self.name = Some(name.into());
-        self
-    }
-
-    #[track_caller]
-    fn origin(self) -> Origin {
-        let location = Location::caller();
-        match self.name {
-            None => Origin::At(location),
-            Some(name) => Origin::Named(Box::new((name, location))),
-        }
-    }
-
-    /// Starts `future` on the current thread's loop, like [`spawn`](crate::spawn).
-    ///
-    /// # Panics
-    /// Outside a running loop, like [`spawn`](crate::spawn).
-    #[track_caller]
-    pub fn spawn<F>(self, future: F) -> Task<F::Output>
-    where
-        F: Future + 'static,
-        F::Output: 'static,
-    {
-        executor::spawn_with(future, self.origin())
-    }
-
-    /// Starts `future` on `handle`'s loop from any thread, like [`Handle::spawn`].
-    ///
-    /// # Example
-    /// ```
-    /// untangle::block_on(async {
-    ///     let handle = untangle::Handle::current();
-    ///     let task = untangle::Builder::new().name("remote").spawn_on(&handle, async { 5 });
-    ///     assert_eq!(task.await, 5);
-    /// });
-    /// ```
-    #[track_caller]
-    pub fn spawn_on<F>(self, handle: &Handle, future: F) -> Task<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        handle.spawn_with(future, self.origin())
-    }
-}
-
-/// What a task is doing, in a [`Dump`].
+/// What a task is doing, in a [`Dump`](crate::Dump).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskState {
-    /// Being polled: the task that called [`dump`].
+    /// Being polled: the task that called [`dump`](crate::dump).
     Running,
     /// Woken, in the loop's run queue (a task woken from another thread counts as idle until
     /// the loop takes it from its cross-thread queue at its next I/O check).
@@ -227,12 +154,12 @@ impl fmt::Display for TaskState {
     }
 }
 
-/// One live task, in a [`Dump`].
+/// One live task, in a [`Dump`](crate::Dump).
 #[derive(Debug, Clone)]
 pub struct TaskInfo {
     /// Its key in the loop's registry: unique among live tasks, reused after a task ends.
     pub id: usize,
-    /// Its name, if it was spawned with [`Builder::name`].
+    /// Its name, if it was spawned with [`Builder::name`](crate::Builder::name).
     pub name: Option<String>,
     /// Where it was spawned.
     pub location: &'static Location<'static>,
@@ -243,62 +170,4 @@ pub struct TaskInfo {
     pub since_last_poll: Option<Duration>,
     /// Running, scheduled or idle.
     pub state: TaskState,
-}
-
-/// Every live task of the current thread's loop, from [`dump`]; its `Display` is a table.
-#[derive(Debug, Clone)]
-pub struct Dump {
-    /// The tasks, in registry order.
-    pub tasks: Vec<TaskInfo>,
-}
-
-impl fmt::Display for Dump {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{:>6}  {:<9}  {:>8}  {:>10}  task",
-            "id", "state", "polls", "last poll"
-        )?;
-        for task in &self.tasks {
-            let since = match task.since_last_poll {
-                Some(since) => format!("{since:.1?}"),
-                None => "never".to_owned(),
-            };
-            write!(
-                f,
-                "{:>6}  {:<9}  {:>8}  {:>10}  ",
-                task.id, task.state, task.polls, since
-            )?;
-            match &task.name {
-                Some(name) => writeln!(f, "{name} ({})", task.location)?,
-                None => writeln!(f, "{}", task.location)?,
-            }
-        }
-        write!(f, "{} tasks", self.tasks.len())
-    }
-}
-
-/// Lists every live task of the current thread's loop: id, name or spawn location, polls, time
-/// since its last poll and state (running, scheduled or idle).
-///
-/// A task spawned from another thread ([`Handle::spawn`]) is listed from its first run on the
-/// loop on. Costs one allocation per task plus a pass over the run queue; nothing is recorded
-/// for it in between calls.
-///
-/// # Example
-/// ```
-/// untangle::block_on(async {
-///     let idle = untangle::spawn(std::future::pending::<()>());
-///     untangle::yield_now().await;
-///     let dump = untangle::dump();
-///     assert_eq!(dump.tasks.len(), 1);
-///     assert_eq!(dump.tasks[0].state, untangle::TaskState::Idle);
-///     eprintln!("{dump}");
-///     drop(idle);
-/// });
-/// ```
-pub fn dump() -> Dump {
-    Dump {
-        tasks: executor::snapshot(),
-    }
 }

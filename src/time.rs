@@ -335,6 +335,6 @@ pub async fn advance(duration: Duration) {
     // The first yield lets the loop fire the due timers; the second lets the tasks they woke
     // run before this one goes on (the `block_on` future takes its turn after the tasks that
     // were queued when it yielded, which the first yield's wakes were not yet).
-    executor::yield_now().await;
-    executor::yield_now().await;
+    crate::yield_now().await;
+    crate::yield_now().await;
 }
