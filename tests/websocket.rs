@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::protocol::Role;
 use async_tungstenite::tungstenite::{Message, WebSocket};
 use futures::StreamExt;
-use untangle::http::{Body, Request, Response, Server};
+use untangle::http::{header, upgrade, Body, Client, Request, Response, Server};
 use untangle::net::TcpStream;
 
 use common::{run, HANG_GUARD};
@@ -143,7 +143,10 @@ async fn connect(addr: SocketAddr) -> Ws {
 }
 
 /// The next data message (pings and pongs skipped).
-async fn next_data(ws: &mut Ws) -> Message {
+async fn next_data<S>(ws: &mut async_tungstenite::WebSocketStream<S>) -> Message
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     loop {
         let message = ws.next().await.expect("stream ended").expect("read");
         if let Message::Text(_) | Message::Binary(_) = message {
@@ -320,5 +323,55 @@ fn graceful_shutdown_does_not_wait_for_upgraded_connections() {
         ws.send(Message::text("after")).await.unwrap();
         assert_eq!(next_data(&mut ws).await, Message::text("after"));
         ws.close(None).await.unwrap();
+    });
+}
+
+#[test]
+fn a_websocket_client_on_http_client_talks_to_the_chat() {
+    use async_tungstenite::tungstenite::handshake::client::generate_key;
+    use async_tungstenite::tungstenite::handshake::derive_accept_key;
+    let addr = start();
+    run(async move {
+        let client = Client::new();
+        let key = generate_key();
+        let request = Request::builder()
+            .uri(format!("http://{addr}/chat"))
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, &key)
+            .body(Body::empty())
+            .unwrap();
+        let mut response = client.send(request).await.unwrap();
+        assert_eq!(response.status(), 101);
+        assert_eq!(
+            response.headers()[header::SEC_WEBSOCKET_ACCEPT],
+            derive_accept_key(key.as_bytes()).as_str()
+        );
+        let upgraded = upgrade::on(&mut response)
+            .await
+            .expect("upgraded connection");
+        // Taken once: a second `on` finds nothing.
+        assert!(upgrade::on(&mut response).await.is_err());
+        let mut ws =
+            async_tungstenite::WebSocketStream::from_raw_socket(upgraded, Role::Client, None).await;
+        ws.send(Message::text("via untangle's client"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_data(&mut ws).await,
+            Message::text("via untangle's client")
+        );
+        ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_data(&mut ws).await,
+            Message::binary(vec![0u8, 1, 2, 255])
+        );
+        ws.close(None).await.unwrap();
+        // The upgraded connection never went to the pool: plain HTTP still works.
+        let plain = client.get(format!("http://{addr}/")).await.unwrap();
+        assert_eq!(plain.status(), 426);
     });
 }

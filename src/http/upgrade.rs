@@ -217,6 +217,13 @@ impl OnUpgrade {
     fn none() -> OnUpgrade {
         OnUpgrade { slot: None }
     }
+
+    /// An upgrade that has already happened (the client's `101`).
+    pub(crate) fn ready(upgraded: Upgraded) -> OnUpgrade {
+        OnUpgrade {
+            slot: Some(Arc::new(Mutex::new(State::Done(Ok(upgraded))))),
+        }
+    }
 }
 
 impl fmt::Debug for OnUpgrade {
