@@ -244,64 +244,6 @@ fn connect_goes_to_the_handler_and_a_refusal_closes_with_nothing_after_it_parsed
 }
 
 #[test]
-fn a_2xx_to_connect_is_a_tunnel_without_framing_and_nothing_after_it_is_parsed() {
-    let addr = start(defaults, |mut req: Request<Body>| {
-        let on_upgrade = untangle::http::upgrade::on(&mut req);
-        untangle::spawn(async move {
-            use futures_lite::{AsyncReadExt, AsyncWriteExt};
-            let mut io = on_upgrade.await.expect("tunnel");
-            let mut buf = [0u8; 1024];
-            while let Ok(n @ 1..) = io.read(&mut buf).await {
-                io.write_all(&buf[..n]).await.unwrap();
-            }
-        })
-        .detach();
-        async { (StatusCode::OK, "this body is dropped") }
-    });
-    let mut conn = Conn::new(addr);
-    // The "request" behind the head is tunnel data, echoed back as bytes.
-    conn.send(
-        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-    );
-    let resp = conn.response();
-    assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("content-length"), None, "{resp:?}");
-    assert_eq!(resp.header("transfer-encoding"), None, "{resp:?}");
-    let echoed = b"GET / HTTP/1.1\r\n\r\n";
-    while conn.buf.len() < echoed.len() {
-        assert!(conn.fill(), "tunnel closed early");
-    }
-    assert_eq!(conn.buf, echoed);
-    conn.buf.clear();
-    conn.stream.shutdown(Shutdown::Write).unwrap();
-    conn.assert_closed();
-}
-
-/// RFC 9110 §7.8: an upgrade request with content is not upgraded (its OnUpgrade fails), and
-/// a 101 where no switch may happen becomes a 500 that closes the connection.
-#[test]
-fn a_101_to_a_request_with_a_body_or_without_upgrade_is_500_and_closes() {
-    let addr = start(defaults, |mut req: Request<Body>| {
-        let on_upgrade = untangle::http::upgrade::on(&mut req);
-        async move {
-            assert!(on_upgrade.await.is_err(), "no upgrade offered");
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("connection", "upgrade")
-                .header("upgrade", "x")
-                .body(Body::empty())
-                .unwrap()
-        }
-    });
-    assert_rejected_with(
-        addr,
-        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 2\r\n\r\nhi",
-        500,
-    );
-    assert_rejected_with(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 500);
-}
-
-#[test]
 fn connect_without_authority_form_target_is_400() {
     for target in [
         "/",
