@@ -225,21 +225,22 @@ fn refused_chunked_body_not_yet_arrived_is_413_with_connection_close() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn connect_is_501_without_calling_the_handler_and_nothing_after_it_is_parsed() {
+fn connect_goes_to_the_handler_and_a_refusal_closes_with_nothing_after_it_parsed() {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
-    let addr = start(defaults, move |_req: Request<Body>| {
+    let addr = start(defaults, move |req: Request<Body>| {
         seen.fetch_add(1, Ordering::SeqCst);
-        async { "tunnel?" }
+        let target = req.uri().to_string();
+        async move { (StatusCode::FORBIDDEN, format!("no tunnel to {target}")) }
     });
     // What follows the head may be tunnel bytes; here they look like a request.
     assert_rejected_with(
         addr,
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-        501,
+        403,
     );
-    assert_rejected_with(addr, b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n", 501);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_rejected_with(addr, b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n", 403);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[test]

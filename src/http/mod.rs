@@ -22,8 +22,10 @@
 //!   end, the server watches the connection while the handler (or a streaming response body)
 //!   waits, and end of stream or a reset cancels it, as in hyper. A client that only
 //!   half-closes counts as gone too, unless [`Server::half_close`] is set.
-//! - `CONNECT` is answered `501 Not Implemented` without calling the handler, and the
-//!   connection closes (no tunnels yet). Authority-form targets (`host:port`) are accepted only
+//! - `CONNECT` goes to the handler: a 2xx answer turns the connection into a tunnel (see
+//!   [`upgrade`]), any other answer is an ordinary response after which the connection
+//!   closes. `Upgrade` requests are answered with `101` through [`upgrade`] too. Authority-form
+//!   targets (`host:port`) are accepted only
 //!   with CONNECT and asterisk-form (`*`) only with OPTIONS; other request targets must be
 //!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
 //! - `HTTP/1.x` with x above 1 is served as HTTP/1.1; responses are always HTTP/1.1.
@@ -40,6 +42,7 @@ mod response;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;
+pub mod upgrade;
 
 pub use body::{Body, DEFAULT_BODY_LIMIT};
 pub use client::{get, Client, ClientBuilder};

@@ -25,6 +25,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use crate::http::body::{Body, DEFAULT_BODY_LIMIT};
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{Decoder, Framing, ResponseHead};
+use crate::http::upgrade::{OnUpgrade, Upgraded};
 use crate::net::TcpStream;
 use crate::time::sleep_until;
 
@@ -320,8 +321,9 @@ impl Client {
     /// (unless the request has one), a default `User-Agent` (unless it has one), and
     /// `Content-Length` when the body's size is known (also `0` for an empty `POST`, `PUT`
     /// or `PATCH`), else chunked encoding. Other headers are sent as they are. Interim (1xx)
-    /// responses are skipped, except `101 Switching Protocols`, which is returned (its
-    /// connection is not reused).
+    /// responses are skipped, except `101 Switching Protocols`, which is returned with its
+    /// connection: [`upgrade::on`](crate::http::upgrade::on) on the response gives it as an
+    /// [`Upgraded`](crate::http::upgrade::Upgraded) (it never returns to the pool).
     ///
     /// Errors: [`ErrorKind::InvalidUrl`], [`ErrorKind::Connect`], [`ErrorKind::Tls`],
     /// [`ErrorKind::Timeout`], [`ErrorKind::Io`], [`ErrorKind::BadResponse`],
@@ -488,11 +490,23 @@ impl Client {
         deadline: Option<Instant>,
     ) -> Exchanged {
         let ResponseHead {
-            response,
+            mut response,
             framing,
             reusable,
         } = head;
         let status = response.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now speaks another protocol: it goes to `upgrade::on(&mut
+            // response)`, with what the server sent behind the head, never to the pool.
+            let Conn { io, mut rbuf } = conn;
+            let buffered = rbuf.split_to(rbuf.len());
+            let upgraded = OnUpgrade::ready(Upgraded::new(io, buffered));
+            response.extensions_mut().insert(upgraded);
+            return Exchanged {
+                response: response.map(|()| Body::empty()),
+                reusable: false,
+            };
+        }
         let reusable = reusable
             && !prepared.close
             && status != StatusCode::SWITCHING_PROTOCOLS

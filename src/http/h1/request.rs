@@ -239,16 +239,12 @@ pub(crate) fn parse_request(
     } else {
         (false, false)
     };
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
-    if form == TargetForm::Authority {
-        // A 2xx to CONNECT turns the connection into a tunnel (RFC 9110 §9.3.6), which
-        // handlers cannot take over yet; the client may already be sending tunnel bytes, so
-        // nothing after this head is parsed as HTTP: the rejection closes the connection.
-        return Err(reject(
-            StatusCode::NOT_IMPLEMENTED,
-            "CONNECT is not supported",
-        ));
-    }
+    // CONNECT (the only method with an authority-form target): a 2xx answer turns the
+    // connection into a tunnel (RFC 9110 §9.3.6, see `http::upgrade`); the client may already
+    // be sending tunnel bytes, so after any other answer nothing is parsed as HTTP either.
+    let keep_alive = !close
+        && (version == Version::HTTP_11 || keep_alive_token)
+        && form != TargetForm::Authority;
     let expect_continue = expect
         && version == Version::HTTP_11
         && headers

@@ -63,6 +63,9 @@ where
 
 /// An HTTP/1.1 server: a listener plus settings, started with [`serve`](Server::serve).
 ///
+/// [`upgrade::on`]: crate::http::upgrade::on
+/// [`upgrade`]: crate::http::upgrade
+///
 /// Requests carry the peer's [`SocketAddr`] in their extensions
 /// (`req.extensions().get::<SocketAddr>()`).
 ///
@@ -74,11 +77,14 @@ where
 ///   end (before that, its bytes are the handler's to read, and a read of it fails instead). A
 ///   client that half-closes (shuts down its sending side) and waits for the response counts
 ///   as gone unless [`half_close(true)`](Server::half_close).
-/// - **CONNECT** is answered `501 Not Implemented` without calling the handler, and the
-///   connection closes: a 2xx would turn it into a tunnel (RFC 9110 §9.3.6), which handlers
-///   cannot take over yet, and bytes after a CONNECT head may already be tunnel data, so
-///   nothing after it is parsed as HTTP. A CONNECT target must be `host:port` (else 400), and
-///   only CONNECT may use that form; `*` is accepted only for OPTIONS.
+/// - **Upgrades and CONNECT.** A handler answers an `Upgrade` request with `101` and a
+///   `CONNECT` with a 2xx to take the connection over, through [`upgrade::on`]
+///   (see [`upgrade`] for the rules: requests with a body are not upgraded, upgraded
+///   connections are not counted or awaited by the server). Any other answer to `CONNECT` is
+///   an ordinary response after which the connection closes: bytes after a CONNECT head may
+///   already be tunnel data, so nothing after it is parsed as HTTP. A CONNECT target must be
+///   `host:port` (else 400), and only CONNECT may use that form; `*` is accepted only for
+///   OPTIONS.
 /// - **Versions.** `HTTP/1.x` with x above 1 is served as HTTP/1.1; other major versions are
 ///   505. Responses are always `HTTP/1.1`.
 /// - **Closing.** A response after which the server closes the connection says
@@ -206,7 +212,9 @@ impl Server {
 
     /// Stops the server when `signal` completes: it stops accepting, lets in-flight requests
     /// finish (their responses carry `Connection: close`), closes idle connections, and
-    /// [`serve`](Server::serve) returns once every connection has closed.
+    /// [`serve`](Server::serve) returns once every connection has closed. Upgraded
+    /// connections (WebSocket, CONNECT tunnels) are not waited for: they belong to the tasks
+    /// that hold them, which keep running on the loop after `serve` returns.
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Server
     where
         F: Future<Output = ()> + 'static,

@@ -32,6 +32,7 @@ use crate::http::body::Body;
 use crate::http::buf::{self, ReadBuf};
 use crate::http::h1::{self, Decoder, Framing, RequestHead};
 use crate::http::response::IntoResponse;
+use crate::http::upgrade::{self, Decision, Pending, Upgraded};
 use crate::time::{sleep, sleep_until, Sleep};
 
 /// Runs `work` (a handler) to completion, unless the peer closes the connection first: then
@@ -102,6 +103,8 @@ enum Busy {
     Close,
     /// The connection failed; drop it.
     Abort,
+    /// A response switching protocols has been written: hand the connection over.
+    Upgrade(Pending),
 }
 
 /// Serves one connection until it closes.
@@ -118,7 +121,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
     config: Rc<Config>,
     server: Rc<ServerState>,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Body>) -> Fut + 'static,
     Fut: Future<Output = R> + 'static,
     R: IntoResponse,
@@ -150,9 +153,28 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
             Busy::Idle => {}
             Busy::Close => break,
             Busy::Abort => return,
+            Busy::Upgrade(pending) => return hand_over(shared, pending),
         }
     }
     Box::pin(close(&shared)).await;
+}
+
+/// Hands the connection to the task awaiting its `OnUpgrade`, with the bytes already read
+/// past the head; the server is done with it (no HTTP, timeouts or counting from now on).
+fn hand_over<IO>(shared: Shared<IO>, pending: Pending)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Only a request body handed to another task (one of an earlier request, which can no
+    // longer read) still holds the connection's state; then the socket cannot be moved out.
+    match Rc::try_unwrap(shared) {
+        Ok(inner) => {
+            let Inner { io, mut rbuf, .. } = inner.into_inner();
+            let buffered = rbuf.split_to(rbuf.len());
+            pending.fulfill(Upgraded::new(io, buffered));
+        }
+        Err(_) => log::warn!("upgraded connection still shared with a request body; closed"),
+    }
 }
 
 /// Waits, idle, until bytes of a next request arrive (`Ok`), or the connection should close
@@ -209,7 +231,7 @@ async fn serve_requests<IO, H, Fut, R>(
     first: &mut bool,
 ) -> Busy
 where
-    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Body>) -> Fut + 'static,
     Fut: Future<Output = R> + 'static,
     R: IntoResponse,
@@ -262,6 +284,7 @@ where
         let is_head = request.method() == Method::HEAD;
         let mut request = request.map(|()| body);
         request.extensions_mut().insert(peer);
+        let offer = upgrade::classify(&mut request, length != Some(0));
 
         let handler_ref = handler;
         let handling = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
@@ -270,7 +293,7 @@ where
             log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
             return Busy::Abort;
         };
-        let (response, mut keep) = match outcome {
+        let (mut response, mut keep) = match outcome {
             Ok(response) => (response, keep_alive),
             Err(payload) => {
                 let message = payload
@@ -282,6 +305,26 @@ where
                 (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false)
             }
         };
+        match offer.decide(&response) {
+            Decision::Http => {}
+            Decision::Switch(pending) => {
+                {
+                    let mut inner = shared.borrow_mut();
+                    buf::take_write_buf(&mut inner.wbuf);
+                    upgrade::encode_head(response, &mut inner.wbuf);
+                }
+                if let Err(err) = flush(shared).await {
+                    log::debug!("{peer}: writing a response switching protocols: {err}");
+                    return Busy::Abort;
+                }
+                return Busy::Upgrade(pending);
+            }
+            Decision::Invalid(reason) => {
+                log::error!("{peer}: handler answered {}: {reason}", response.status());
+                response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                keep = false;
+            }
+        }
         if server.is_shutting_down() {
             keep = false;
         }
