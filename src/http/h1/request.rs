@@ -56,8 +56,8 @@ struct FieldRange {
 ///
 /// `Ok(None)` means more bytes are needed (and the limits are not yet exceeded).
 ///
-/// This is the server's hottest function, so it allocates only what the `http` types need (the
-/// header map): httparse fills an uninitialised stack array, field offsets go to a stack array
+/// This is the server's hottest function, so it allocates at most what the `http` types need
+/// (the header map, usually a pooled one: see `buf::take_header_map`): httparse fills an uninitialised stack array, field offsets go to a stack array
 /// rather than a `Vec`, and the fields that need checking (Host, framing, Connection, Expect)
 /// are noted while the map is built, so a request without them costs no map lookups.
 pub(crate) fn parse_request(
@@ -189,7 +189,7 @@ pub(crate) fn parse_request(
         // RFC 9112 §3.2.3 allows authority-form only for CONNECT.
         return Err(bad("authority-form target outside CONNECT"));
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = crate::http::buf::take_header_map(count);
     let mut hosts = 0usize;
     let mut hosts_valid = true;
     let mut framing_fields = false;
