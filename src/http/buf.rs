@@ -1,10 +1,14 @@
 //! [`ReadBuf`]: a connection's read buffer, handing out parsed heads and body chunks as
-//! zero-copy `Bytes`; and per-thread pools of read and write buffers.
+//! zero-copy `Bytes`; and per-thread pools of read and write buffers and of header maps.
 //!
 //! A connection waiting for its next request gives its (empty) buffers back to its thread's
 //! pool and takes one again when bytes arrive, so that idle keep-alive connections hold no
 //! buffer memory, while busy ones reuse buffers without allocating: a push and a pop per
 //! request instead of a free and a malloc.
+//!
+//! Header maps go round the same way: the map of a written response is cleared and pooled,
+//! and holds the next request head parsed on the thread, so that a request's `HeaderMap` costs
+//! no allocation (the handler's response map is the one allocated).
 
 use std::cell::RefCell;
 use std::io;
@@ -13,6 +17,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::AsyncRead;
+use http::HeaderMap;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 16 * 1024;
@@ -23,10 +28,41 @@ const POOL_MAX: usize = 256;
 const POOLED_WRITE_CAPACITY: usize = 64 * 1024;
 /// The capacity of a new write buffer: room for a few pipelined responses.
 const WRITE_CAPACITY: usize = 4 * 1024;
+/// Header maps with room for more fields than this are freed rather than pooled.
+const POOLED_HEADER_CAPACITY: usize = 64;
 
 thread_local! {
     static READ_POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITE_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static HEADER_POOL: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty header map with room for `fields` fields: a pooled one (see [`give_header_map`])
+/// when the thread has one, else a new one.
+pub(crate) fn take_header_map(fields: usize) -> HeaderMap {
+    match HEADER_POOL.with(|pool| pool.borrow_mut().pop()) {
+        Some(mut map) => {
+            map.reserve(fields);
+            map
+        }
+        None => HeaderMap::with_capacity(fields),
+    }
+}
+
+/// Clears `map` and keeps its memory for the next request head (unless it never allocated,
+/// grew large, or the pool is full).
+pub(crate) fn give_header_map(mut map: HeaderMap) {
+    let capacity = map.capacity();
+    if capacity == 0 || capacity > POOLED_HEADER_CAPACITY {
+        return;
+    }
+    map.clear();
+    HEADER_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_MAX {
+            pool.push(map);
+        }
+    });
 }
 
 /// Makes sure `buf` has capacity, from the pool when it has none (after [`give_write_buf`]).

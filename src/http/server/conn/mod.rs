@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{FutureExt, Stream};
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 pub(super) use shared::Config;
 use shared::{fill, flush, Inner, Shared, Watch};
@@ -35,33 +35,58 @@ use crate::http::response::IntoResponse;
 use crate::http::upgrade::{self, Decision, Pending, Upgraded};
 use crate::time::{sleep, sleep_until, Sleep};
 
-/// Runs `work` (a handler) to completion, unless the peer closes the connection first: then
-/// `None`, and the caller drops `work`, so that a handler waiting on a long poll or a stream
-/// stops with its client (hyper does the same; `Server::half_close` opts out for EOF).
+/// One poll of a request's handler: starts it on the first poll (`request` is then taken),
+/// polls it, and converts its output into the response, all under `catch_unwind`, so that a
+/// panic in the handler (even in a closure's synchronous part) or in `into_response` answers
+/// a 500 rather than unwinding the connection. `Ready(None)` when the peer closed the
+/// connection first: the caller then drops the handler, so that a handler waiting on a long
+/// poll or a stream stops with its client (hyper does the same; `Server::half_close` opts out
+/// for EOF).
 ///
-/// The socket is watched only after `work` returned `Pending`: a handler that is ready at
+/// The handler's future is built once, in the slot `handling` in the connection's future, and
+/// polled there: no wrapper future around it to move it into (each move of a future is a
+/// copy of its whole state).
+///
+/// The socket is watched only after the handler returned `Pending`: a handler that is ready at
 /// once costs nothing more.
-async fn unless_peer_gone<IO, F>(shared: &Shared<IO>, config: &Config, work: F) -> Option<F::Output>
+#[allow(clippy::too_many_arguments)]
+fn poll_handler<IO, H, Fut, R>(
+    cx: &mut Context<'_>,
+    shared: &Shared<IO>,
+    config: &Config,
+    handler: &H,
+    request: &mut Option<Request<Body>>,
+    mut handling: Pin<&mut Option<Fut>>,
+    watching: &mut bool,
+) -> Poll<Option<std::thread::Result<Response<Body>>>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    F: Future,
+    H: Fn(Request<Body>) -> Fut,
+    Fut: Future<Output = R>,
+    R: IntoResponse,
 {
-    let mut work = pin!(work);
-    let mut watching = true;
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = work.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Some(request) = request.take() {
+            handling.set(Some(handler(request)));
         }
-        if watching {
-            match shared.borrow_mut().poll_peer_gone(cx, config) {
-                Watch::Pending => {}
-                Watch::Stop => watching = false,
-                Watch::Gone => return Poll::Ready(None),
-            }
+        match handling.as_mut().as_pin_mut() {
+            Some(work) => work.poll(cx).map(IntoResponse::into_response),
+            None => Poll::Pending,
         }
-        Poll::Pending
-    })
-    .await
+    }));
+    match polled {
+        Ok(Poll::Ready(response)) => return Poll::Ready(Some(Ok(response))),
+        Err(payload) => return Poll::Ready(Some(Err(payload))),
+        Ok(Poll::Pending) => {}
+    }
+    if *watching {
+        match shared.borrow_mut().poll_peer_gone(cx, config) {
+            Watch::Pending => {}
+            Watch::Stop => *watching = false,
+            Watch::Gone => return Poll::Ready(None),
+        }
+    }
+    Poll::Pending
 }
 
 /// The body of a request, streaming from the connection.
@@ -286,10 +311,26 @@ where
         request.extensions_mut().insert(peer);
         let offer = upgrade::classify(&mut request, length != Some(0));
 
-        let handler_ref = handler;
-        let handling = AssertUnwindSafe(async move { handler_ref(request).await.into_response() })
-            .catch_unwind();
-        let Some(outcome) = unless_peer_gone(shared, config, handling).await else {
+        let outcome = {
+            // Dropped at the end of this block, once the handler is done: a future that
+            // still held the request body would keep it from counting as abandoned.
+            let mut request = Some(request);
+            let mut handling = pin!(None::<Fut>);
+            let mut watching = true;
+            poll_fn(|cx| {
+                poll_handler(
+                    cx,
+                    shared,
+                    config,
+                    &**handler,
+                    &mut request,
+                    handling.as_mut(),
+                    &mut watching,
+                )
+            })
+            .await
+        };
+        let Some(outcome) = outcome else {
             log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
             return Busy::Abort;
         };

@@ -87,6 +87,8 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     if user_connection && h1::connection_tokens(&parts.headers).0 {
         keep = false;
     }
+    // Written out: the map's memory holds the next request head (see `buf`).
+    buf::give_header_map(parts.headers);
     let user_length = user_length.flatten();
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
