@@ -44,7 +44,7 @@ fn main() -> std::io::Result<()> {
         let upstream = match std::env::var("UPSTREAM") {
             Ok(url) => url,
             Err(_) => {
-                let embedded = Server::bind("127.0.0.1:0").await?;
+                let embedded = Server::bind("127.0.0.1:0").await?.peer_addr_extension(true);
                 let url = format!("http://{}/ip", embedded.local_addr()?);
                 untangle::spawn(embedded.serve(ip)).detach();
                 url

@@ -65,7 +65,10 @@ fn python_http_client_talks_to_the_server() {
     thread::spawn(move || {
         untangle::block_on(async move {
             let listener = untangle::net::TcpListener::try_from(listener)?;
-            Server::from_listener(listener).serve(handler).await
+            Server::from_listener(listener)
+                .peer_addr_extension(true)
+                .serve(handler)
+                .await
         })
         .unwrap();
     });

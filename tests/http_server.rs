@@ -672,17 +672,30 @@ fn date_header_is_present_and_well_formed() {
 }
 
 #[test]
-fn peer_address_is_in_request_extensions() {
-    let addr = start(defaults, |req: Request<Body>| async move {
-        req.extensions()
-            .get::<SocketAddr>()
-            .map(|peer| peer.to_string())
-            .unwrap_or_default()
-    });
+fn peer_address_is_in_request_extensions_when_asked_for() {
+    let addr = start(
+        |s| s.peer_addr_extension(true),
+        |req: Request<Body>| async move {
+            req.extensions()
+                .get::<SocketAddr>()
+                .map(|peer| peer.to_string())
+                .unwrap_or_default()
+        },
+    );
     let mut conn = Conn::new(addr);
     conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     let local = conn.stream.local_addr().unwrap();
     assert_eq!(conn.response().text(), local.to_string());
+}
+
+#[test]
+fn peer_address_is_not_in_request_extensions_by_default() {
+    let addr = start(defaults, |req: Request<Body>| async move {
+        req.extensions().get::<SocketAddr>().is_some().to_string()
+    });
+    let mut conn = Conn::new(addr);
+    conn.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().text(), "false");
 }
 
 #[test]

@@ -66,8 +66,8 @@ where
 /// [`upgrade::on`]: crate::http::upgrade::on
 /// [`upgrade`]: crate::http::upgrade
 ///
-/// Requests carry the peer's [`SocketAddr`] in their extensions
-/// (`req.extensions().get::<SocketAddr>()`).
+/// With [`peer_addr_extension(true)`](Server::peer_addr_extension), requests carry the peer's
+/// [`SocketAddr`] in their extensions (`req.extensions().get::<SocketAddr>()`).
 ///
 /// # What handlers see, and when they stop
 /// - **Disconnects.** When the client closes the connection while its handler runs (or while
@@ -139,6 +139,7 @@ impl Server {
                 },
                 max_body_bytes: DEFAULT_BODY_LIMIT,
                 half_close: false,
+                peer_addr_extension: false,
             },
             max_connections: usize::MAX,
             shutdown: None,
@@ -199,6 +200,34 @@ impl Server {
     /// connection closes after it. A reset connection stops the handler either way.
     pub fn half_close(mut self, allow: bool) -> Server {
         self.config.half_close = allow;
+        self
+    }
+
+    /// Whether each request carries the peer's [`SocketAddr`] in its extensions
+    /// (`req.extensions().get::<SocketAddr>()`), like axum's `ConnectInfo`. Default `false`:
+    /// `http::Extensions` allocates three times on its first insert, which would be most of
+    /// a request's heap allocations.
+    ///
+    /// # Example
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use untangle::http::{Body, Request, Server};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// untangle::block_on(async {
+    ///     let server = Server::bind("127.0.0.1:0").await?.peer_addr_extension(true);
+    ///     let handler = |req: Request<Body>| async move {
+    ///         let peer = req.extensions().get::<SocketAddr>().copied();
+    ///         format!("hello {peer:?}")
+    ///     };
+    ///     # let _ = (server, handler);
+    ///     // server.serve(handler).await
+    ///     std::io::Result::Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn peer_addr_extension(mut self, enable: bool) -> Server {
+        self.config.peer_addr_extension = enable;
         self
     }
 
