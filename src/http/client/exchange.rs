@@ -1,8 +1,10 @@
 //! One request/response exchange on a connection: the request as prepared for writing (head
-//! and body), writing it, and reading up to the final response head.
+//! and body), writing it, and reading up to the final response head. A request that waits
+//! for `100 Continue` before its body goes through `expect.rs` instead.
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
@@ -43,10 +45,38 @@ pub(super) struct Prepared {
     pub(super) body: OutBody,
     /// The request asked for `Connection: close`.
     pub(super) close: bool,
+    /// `Some(timeout)`: the head carries `Expect: 100-continue` and the body waits up to
+    /// `timeout` for a `100 Continue` (or a final response) before it is sent.
+    pub(super) expect: Option<Duration>,
+}
+
+/// The client's `Expect: 100-continue` settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExpectContinue {
+    /// Bodies of a known length above this get the header from the client; `None`: never.
+    pub(super) above: Option<u64>,
+    /// How long the body waits for `100 Continue`.
+    pub(super) timeout: Duration,
+}
+
+/// Whether the `Expect` header fields ask for `100-continue` (the only expectation defined,
+/// compared case-insensitively: RFC 9110 §10.1.1).
+fn asks_for_continue(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::EXPECT).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+    })
 }
 
 impl Prepared {
-    pub(super) fn new(parts: &http::request::Parts, body: Body, target: &Target) -> Prepared {
+    pub(super) fn new(
+        parts: &http::request::Parts,
+        body: Body,
+        target: &Target,
+        expect_config: ExpectContinue,
+    ) -> Prepared {
         let method = parts.method.clone();
         let headers = &parts.headers;
         let user_length = headers
@@ -56,6 +86,13 @@ impl Prepared {
         // The body's own size wins over a Content-Length header; a stream of unknown size
         // uses the header when given, chunked otherwise.
         let known = body.size_hint().or(user_length);
+        // Only a request with a body waits for `100 Continue`; an `Expect` header on a
+        // bodiless one goes out as it is and nothing waits.
+        let has_body = known != Some(0);
+        let add_expect = !headers.contains_key(header::EXPECT)
+            && matches!((known, expect_config.above), (Some(n), Some(above)) if n > above);
+        let expect = (has_body && (add_expect || asks_for_continue(headers)))
+            .then_some(expect_config.timeout);
 
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(method.as_str().as_bytes());
@@ -78,6 +115,9 @@ impl Prepared {
             head.extend_from_slice(USER_AGENT.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
+        if add_expect {
+            head.extend_from_slice(b"expect: 100-continue\r\n");
+        }
         let body_method =
             method == Method::POST || method == Method::PUT || method == Method::PATCH;
         match known {
@@ -94,7 +134,8 @@ impl Prepared {
         let body = if known == Some(0) && body.size_hint() == Some(0) {
             OutBody::None
         } else if let Some(full) = body.as_full() {
-            if full.len() <= COALESCE_BYTES {
+            // A body waiting for `100 Continue` must not ride along with the head.
+            if full.len() <= COALESCE_BYTES && expect.is_none() {
                 head.extend_from_slice(full);
                 OutBody::None
             } else {
@@ -109,6 +150,7 @@ impl Prepared {
             head,
             body,
             close,
+            expect,
         }
     }
 
@@ -153,6 +195,9 @@ pub(super) async fn exchange(
     conn: &mut Conn,
     prepared: &mut Prepared,
 ) -> Result<ResponseHead, Failure> {
+    if let Some(wait) = prepared.expect {
+        return super::expect::exchange(conn, prepared, wait).await;
+    }
     // Until the first response byte, an I/O failure may just mean the server had closed the
     // idle connection.
     let stale = |err: io::Error| Failure::Stale(err.into());
