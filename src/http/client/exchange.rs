@@ -1,21 +1,24 @@
 //! One request/response exchange on a connection: the request as prepared for writing (head
-//! and body), writing it, and reading up to the final response head.
+//! and body), writing it, and reading up to the final response head. A request that waits
+//! for `100 Continue` before its body goes through `expect.rs` instead.
 
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
-use futures_lite::io::{AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_lite::StreamExt;
 use http::header;
 use http::{Method, Response, StatusCode};
 
 use crate::http::body::Body;
+use crate::http::buf::ReadBuf;
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{self, ResponseHead};
 
-use super::pool::{Conn, Transport};
+use super::pool::Conn;
 use super::redirect::Target;
 
 /// The `User-Agent` sent unless a request sets its own.
@@ -26,7 +29,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const COALESCE_BYTES: usize = 64 * 1024;
 
 /// A request body as it will be written.
-enum OutBody {
+pub(super) enum OutBody {
     /// No body, or one already copied behind the head.
     None,
     /// A buffer written after the head (too large to copy).
@@ -38,14 +41,42 @@ enum OutBody {
 /// A request encoded for the wire.
 pub(super) struct Prepared {
     pub(super) method: Method,
-    head: Vec<u8>,
-    body: OutBody,
+    pub(super) head: Vec<u8>,
+    pub(super) body: OutBody,
     /// The request asked for `Connection: close`.
     pub(super) close: bool,
+    /// `Some(timeout)`: the head carries `Expect: 100-continue` and the body waits up to
+    /// `timeout` for a `100 Continue` (or a final response) before it is sent.
+    pub(super) expect: Option<Duration>,
+}
+
+/// The client's `Expect: 100-continue` settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExpectContinue {
+    /// Bodies of a known length above this get the header from the client; `None`: never.
+    pub(super) above: Option<u64>,
+    /// How long the body waits for `100 Continue`.
+    pub(super) timeout: Duration,
+}
+
+/// Whether the `Expect` header fields ask for `100-continue` (the only expectation defined,
+/// compared case-insensitively: RFC 9110 §10.1.1).
+fn asks_for_continue(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::EXPECT).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+    })
 }
 
 impl Prepared {
-    pub(super) fn new(parts: &http::request::Parts, body: Body, target: &Target) -> Prepared {
+    pub(super) fn new(
+        parts: &http::request::Parts,
+        body: Body,
+        target: &Target,
+        expect_config: ExpectContinue,
+    ) -> Prepared {
         let method = parts.method.clone();
         let headers = &parts.headers;
         let user_length = headers
@@ -55,6 +86,13 @@ impl Prepared {
         // The body's own size wins over a Content-Length header; a stream of unknown size
         // uses the header when given, chunked otherwise.
         let known = body.size_hint().or(user_length);
+        // Only a request with a body waits for `100 Continue`; an `Expect` header on a
+        // bodiless one goes out as it is and nothing waits.
+        let has_body = known != Some(0);
+        let add_expect = !headers.contains_key(header::EXPECT)
+            && matches!((known, expect_config.above), (Some(n), Some(above)) if n > above);
+        let expect = (has_body && (add_expect || asks_for_continue(headers)))
+            .then_some(expect_config.timeout);
 
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(method.as_str().as_bytes());
@@ -77,6 +115,9 @@ impl Prepared {
             head.extend_from_slice(USER_AGENT.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
+        if add_expect {
+            head.extend_from_slice(b"expect: 100-continue\r\n");
+        }
         let body_method =
             method == Method::POST || method == Method::PUT || method == Method::PATCH;
         match known {
@@ -93,7 +134,8 @@ impl Prepared {
         let body = if known == Some(0) && body.size_hint() == Some(0) {
             OutBody::None
         } else if let Some(full) = body.as_full() {
-            if full.len() <= COALESCE_BYTES {
+            // A body waiting for `100 Continue` must not ride along with the head.
+            if full.len() <= COALESCE_BYTES && expect.is_none() {
                 head.extend_from_slice(full);
                 OutBody::None
             } else {
@@ -108,6 +150,7 @@ impl Prepared {
             head,
             body,
             close,
+            expect,
         }
     }
 
@@ -152,6 +195,9 @@ pub(super) async fn exchange(
     conn: &mut Conn,
     prepared: &mut Prepared,
 ) -> Result<ResponseHead, Failure> {
+    if let Some(wait) = prepared.expect {
+        return super::expect::exchange(conn, prepared, wait).await;
+    }
     // Until the first response byte, an I/O failure may just mean the server had closed the
     // idle connection.
     let stale = |err: io::Error| Failure::Stale(err.into());
@@ -163,24 +209,50 @@ pub(super) async fn exchange(
             prepared.body = OutBody::Full(bytes);
             written.map_err(stale)?;
         }
-        OutBody::Stream(body, length) => write_stream(&mut conn.io, body, length).await?,
+        OutBody::Stream(body, length) => write_stream(&mut conn.io, body, length)
+            .await
+            .map_err(WriteError::into_failure)?,
     }
     conn.io.flush().await.map_err(stale)?;
-    read_head(conn, &prepared.method).await
+    let mut received = !conn.rbuf.is_empty();
+    read_head(
+        &mut conn.io,
+        &mut conn.rbuf,
+        &prepared.method,
+        false,
+        &mut received,
+    )
+    .await
+}
+
+/// Why writing a request body failed.
+pub(super) enum WriteError {
+    /// The connection failed.
+    Io(io::Error),
+    /// The body itself: its stream failed or did not match its `Content-Length`.
+    Body(Error),
+}
+
+impl WriteError {
+    pub(super) fn into_failure(self) -> Failure {
+        match self {
+            WriteError::Io(err) => Failure::Fatal(err.into()),
+            WriteError::Body(err) => Failure::Fatal(err),
+        }
+    }
 }
 
 /// Writes a streaming body: exactly `length` bytes, or chunked.
-async fn write_stream(
-    io: &mut Transport,
+pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
+    mut io: W,
     mut body: Body,
     length: Option<u64>,
-) -> Result<(), Failure> {
-    let fatal = |err: io::Error| Failure::Fatal(err.into());
+) -> Result<(), WriteError> {
     let mut written: u64 = 0;
     let mut chunk_head = Vec::with_capacity(20);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|err| {
-            Failure::Fatal(Error::with_source(
+            WriteError::Body(Error::with_source(
                 ErrorKind::Request,
                 "the request body stream failed",
                 err,
@@ -193,34 +265,34 @@ async fn write_stream(
         match length {
             Some(length) => {
                 if written > length {
-                    return Err(Failure::Fatal(Error::new(
+                    return Err(WriteError::Body(Error::new(
                         ErrorKind::Request,
                         format!("the request body is longer than its Content-Length ({length})"),
                     )));
                 }
-                io.write_all(&chunk).await.map_err(fatal)?;
+                io.write_all(&chunk).await.map_err(WriteError::Io)?;
             }
             None => {
                 chunk_head.clear();
                 h1::encode_chunk_head(chunk.len(), &mut chunk_head);
-                write_parts(io, &[&chunk_head, &chunk, b"\r\n"])
+                write_parts(&mut io, &[&chunk_head, &chunk, b"\r\n"])
                     .await
-                    .map_err(fatal)?;
+                    .map_err(WriteError::Io)?;
             }
         }
     }
     match length {
-        Some(length) if written != length => Err(Failure::Fatal(Error::new(
+        Some(length) if written != length => Err(WriteError::Body(Error::new(
             ErrorKind::Request,
             format!("the request body is shorter ({written}) than its Content-Length ({length})"),
         ))),
         Some(_) => Ok(()),
-        None => io.write_all(h1::CHUNKED_END).await.map_err(fatal),
+        None => io.write_all(h1::CHUNKED_END).await.map_err(WriteError::Io),
     }
 }
 
 /// Writes all of `parts`, as few writes as the transport allows (vectored).
-async fn write_parts(io: &mut Transport, parts: &[&[u8]]) -> io::Result<()> {
+async fn write_parts<W: AsyncWrite + Unpin>(io: &mut W, parts: &[&[u8]]) -> io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < parts.len() {
@@ -251,14 +323,25 @@ async fn write_parts(io: &mut Transport, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads response heads until the final one (1xx other than 101 are skipped).
-async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Failure> {
-    let mut received = !conn.rbuf.is_empty();
+/// Reads response heads until the final one: 1xx other than 101 are skipped, except a `100`
+/// when `stop_at_continue` (then it is returned). `received` says whether any byte of a
+/// response arrived on this exchange (before this call too): only without one can a failure
+/// be a pooled connection gone stale.
+pub(super) async fn read_head<R: AsyncRead + Unpin>(
+    mut io: R,
+    rbuf: &mut ReadBuf,
+    method: &Method,
+    stop_at_continue: bool,
+    received: &mut bool,
+) -> Result<ResponseHead, Failure> {
     loop {
-        if !conn.rbuf.is_empty() {
-            match h1::parse_response(&mut conn.rbuf, method, MAX_HEAD_BYTES) {
+        if !rbuf.is_empty() {
+            match h1::parse_response(rbuf, method, MAX_HEAD_BYTES) {
                 Ok(Some(head)) => {
                     let status = head.response.status();
+                    if status == StatusCode::CONTINUE && stop_at_continue {
+                        return Ok(head);
+                    }
                     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                         log::trace!("skipping interim response {status}");
                         continue;
@@ -271,8 +354,8 @@ async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Fai
                 }
             }
         }
-        match poll_fn(|cx| conn.poll_fill(cx)).await {
-            Ok(0) if !received => {
+        match poll_fn(|cx| rbuf.poll_fill(&mut io, cx)).await {
+            Ok(0) if !*received => {
                 return Err(Failure::Stale(Error::with_source(
                     ErrorKind::Io,
                     "connection closed before a response",
@@ -286,8 +369,8 @@ async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Fai
                     io::Error::from(io::ErrorKind::UnexpectedEof),
                 )))
             }
-            Ok(_) => received = true,
-            Err(err) if !received => return Err(Failure::Stale(err.into())),
+            Ok(_) => *received = true,
+            Err(err) if !*received => return Err(Failure::Stale(err.into())),
             Err(err) => return Err(Failure::Fatal(err.into())),
         }
     }

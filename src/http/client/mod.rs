@@ -3,10 +3,12 @@
 //! One request at a time per connection, connections kept alive in a per-client pool (see
 //! `pool.rs`), response bodies streamed from the socket, redirects followed for `GET`/`HEAD`,
 //! HTTPS through rustls (feature `tls`). One exchange on a connection is in `exchange.rs`, the
-//! response body stream in `body.rs`, URL and `Location` handling in `redirect.rs`.
+//! response body stream in `body.rs`, URL and `Location` handling in `redirect.rs`, a body
+//! that waits for `100 Continue` in `expect.rs`.
 
 mod body;
 mod exchange;
+mod expect;
 mod pool;
 mod redirect;
 
@@ -30,7 +32,7 @@ use crate::net::TcpStream;
 use crate::time::sleep_until;
 
 use body::ResponseBody;
-use exchange::{exchange, is_idempotent, Exchanged, Failure, Prepared};
+use exchange::{exchange, is_idempotent, Exchanged, ExpectContinue, Failure, Prepared};
 use pool::{Conn, Pool, Transport};
 use redirect::{discard, parse_url, resolve_location, same_origin_for_credentials, Target};
 
@@ -88,6 +90,8 @@ fn get_request(uri: Uri) -> Request<Body> {
 /// - An idempotent request that finds its pooled connection closed by the server (the write
 ///   fails, or the connection ends before any byte of a response) is retried once on a new
 ///   connection.
+/// - A request body can wait for the server's go-ahead (`Expect: 100-continue`, per request
+///   or above a size: [`ClientBuilder::expect_continue_above`]); see [`Client::send`].
 ///
 /// # Example
 /// ```no_run
@@ -122,6 +126,10 @@ struct ClientInner {
     tls: OnceCell<Result<super::tls::TlsConnector, String>>,
 }
 
+/// How long a body waits for `100 Continue` unless the client sets another time: 1 s (as
+/// curl).
+const DEFAULT_EXPECT_CONTINUE_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 struct Config {
     connect_timeout: Option<Duration>,
@@ -130,6 +138,7 @@ struct Config {
     pool_max_idle_per_host: usize,
     redirect_limit: usize,
     max_body_bytes: usize,
+    expect_continue: ExpectContinue,
     #[cfg(feature = "tls")]
     root_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
@@ -143,6 +152,10 @@ impl Default for Config {
             pool_max_idle_per_host: 32,
             redirect_limit: 10,
             max_body_bytes: DEFAULT_BODY_LIMIT,
+            expect_continue: ExpectContinue {
+                above: None,
+                timeout: DEFAULT_EXPECT_CONTINUE_TIMEOUT,
+            },
             #[cfg(feature = "tls")]
             root_certificates: Vec::new(),
         }
@@ -157,7 +170,9 @@ impl fmt::Debug for Config {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("redirect_limit", &self.redirect_limit)
-            .field("max_body_bytes", &self.max_body_bytes);
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("expect_continue_above", &self.expect_continue.above)
+            .field("expect_continue_timeout", &self.expect_continue.timeout);
         #[cfg(feature = "tls")]
         d.field("added_root_certificates", &self.root_certificates.len());
         d.finish()
@@ -232,6 +247,41 @@ impl ClientBuilder {
     /// limited. Default: [`DEFAULT_BODY_LIMIT`] (16 MiB).
     pub fn max_body_bytes(mut self, limit: usize) -> ClientBuilder {
         self.config.max_body_bytes = limit;
+        self
+    }
+
+    /// Adds `Expect: 100-continue` to requests whose body has a known length (a buffer, or a
+    /// stream with a `Content-Length`) of more than `bytes`, so that a server can refuse the
+    /// request (a `413`, a `401`, …) before the body is sent. Requests that set an `Expect`
+    /// header themselves keep theirs; a stream of unknown length (chunked) gets none. Default:
+    /// off (only requests that carry `Expect: 100-continue` themselves wait).
+    ///
+    /// See [`Client::send`] for how such a request is sent, and
+    /// [`expect_continue_timeout`](Self::expect_continue_timeout).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use untangle::http::Client;
+    ///
+    /// // Ask before uploading more than 1 MiB; wait at most 500 ms for the server's go-ahead.
+    /// let client = Client::builder()
+    ///     .expect_continue_above(1 << 20)
+    ///     .expect_continue_timeout(Duration::from_millis(500))
+    ///     .build();
+    /// # drop(client);
+    /// ```
+    pub fn expect_continue_above(mut self, bytes: u64) -> ClientBuilder {
+        self.config.expect_continue.above = Some(bytes);
+        self
+    }
+
+    /// How long a request with `Expect: 100-continue` waits for `100 Continue` (or a final
+    /// response) after its head before it sends the body anyway (RFC 9110 §10.1.1: servers
+    /// may ignore the expectation). Default: 1 s. Zero sends the body at once (the header
+    /// still goes out, so a final response that arrives during the upload still stops it).
+    pub fn expect_continue_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.config.expect_continue.timeout = timeout;
         self
     }
 
@@ -324,6 +374,21 @@ impl Client {
     /// responses are skipped, except `101 Switching Protocols`, which is returned with its
     /// connection: [`upgrade::on`](crate::http::upgrade::on) on the response gives it as an
     /// [`Upgraded`](crate::http::upgrade::Upgraded) (it never returns to the pool).
+    ///
+    /// # `Expect: 100-continue`
+    ///
+    /// A request with a body that carries `Expect: 100-continue` (set on the request, or
+    /// added by [`ClientBuilder::expect_continue_above`]) sends its head alone and waits for
+    /// the server: on `100 Continue` the body follows; with no answer within
+    /// [`ClientBuilder::expect_continue_timeout`] (1 s by default) it is sent anyway. Other
+    /// interim responses (`102`, `103`, several of them) are skipped, before and after the
+    /// body. A final response that arrives before or during the upload (`413 Content Too
+    /// Large`, `401`, `417 Expectation Failed`, …) is the response returned, not an error: the
+    /// rest of the body is not sent and the connection is closed after that response, never
+    /// pooled. A `417` is returned as it is (the request is not retried without `Expect`). If
+    /// the server closes the connection during the upload and its response cannot be read,
+    /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
+    /// body is sent as it is and nothing waits.
     ///
     /// Errors: [`ErrorKind::InvalidUrl`], [`ErrorKind::Connect`], [`ErrorKind::Tls`],
     /// [`ErrorKind::Timeout`], [`ErrorKind::Io`], [`ErrorKind::BadResponse`],
@@ -452,7 +517,7 @@ impl Client {
     ) -> Result<Exchanged, Error> {
         let target = Target::of(request.uri())?;
         let (parts, body) = request.into_parts();
-        let mut prepared = Prepared::new(&parts, body, &target);
+        let mut prepared = Prepared::new(&parts, body, &target, self.inner.config.expect_continue);
         let retry_allowed = is_idempotent(&prepared.method) && prepared.replayable();
         let mut use_pool = true;
         loop {
