@@ -4,7 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-
 use crate::http::body::DEFAULT_BODY_LIMIT;
 
 use super::exchange::ExpectContinue;
