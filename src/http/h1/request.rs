@@ -39,6 +39,14 @@ pub(crate) struct RequestHead {
     pub(crate) framing: Framing,
     /// The client wants the connection kept open after this exchange.
     pub(crate) keep_alive: bool,
+}
+
+/// What a parsed request head says beyond the `Request` itself (see [`parse_request_into`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadInfo {
+    pub(crate) framing: Framing,
+    /// The client wants the connection kept open after this exchange.
+    pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
 }
 
@@ -64,6 +72,23 @@ pub(crate) fn parse_request(
     buf: &mut ReadBuf,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, Reject> {
+    let mut slot = None;
+    let info = parse_request_into(buf, limits, &mut slot)?;
+    Ok(info.zip(slot).map(|(info, request)| RequestHead {
+        request,
+        framing: info.framing,
+        keep_alive: info.keep_alive,
+    }))
+}
+
+/// [`parse_request`], building the request in `slot` (with a default body) rather than
+/// returning it: the server parses straight into the slot its handler takes the request from,
+/// so the request (over 200 bytes) is not copied from one future's state to the next on its way.
+pub(crate) fn parse_request_into<B: Default>(
+    buf: &mut ReadBuf,
+    limits: &Limits,
+    slot: &mut Option<Request<B>>,
+) -> Result<Option<HeadInfo>, Reject> {
     // Tolerate empty lines before a request line (RFC 9112 §2.2).
     if matches!(buf.data().first(), Some(b'\r' | b'\n')) {
         let leading = buf
@@ -127,7 +152,7 @@ pub(crate) fn parse_request(
         Err(httparse::Error::Version) => {
             if let Some(minor) = higher_minor_version(data) {
                 buf.data_mut()[minor] = b'1';
-                return parse_request(buf, limits);
+                return parse_request_into(buf, limits, slot);
             }
             // Only a well-formed version we do not speak (HTTP/2.0 in an HTTP/1 request
             // line) is 505; garbage (`GET /a b HTTP/1.1`) is a malformed request line: 400
@@ -251,13 +276,13 @@ pub(crate) fn parse_request(
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
-    let mut request = Request::new(());
+    // Field by field into the slot: each field is small enough to move inline.
+    let request = slot.insert(Request::new(B::default()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    Ok(Some(RequestHead {
-        request,
+    Ok(Some(HeadInfo {
         framing,
         keep_alive,
         expect_continue,
