@@ -277,7 +277,7 @@ pub(crate) fn parse_request_into<B: Default>(
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
     // Field by field into the slot: each field is small enough to move inline.
-    let request = slot.insert(Request::new(B::default()));
+    let request = slot.get_or_insert_with(|| Request::new(B::default()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;

@@ -353,8 +353,9 @@ where
             })
             .await
         };
-        // Taken by the handler on its first poll; dropped here in any case, see above.
-        drop(request);
+        // The handler took the request on its first poll, so that its body counts as abandoned
+        // below once the handler dropped it.
+        debug_assert!(request.is_none());
         let mut keep = keep_alive;
         match outcome {
             Handled::Response => {}
