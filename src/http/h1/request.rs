@@ -284,12 +284,16 @@ pub(crate) fn parse_request_into<B: Default>(
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
-    // Field by field into the slot: each field is small enough to move inline.
+    // Field by field into the slot: each field is small enough to move inline. The slot is
+    // empty (a request left there would keep its body and extensions).
+    debug_assert!(slot.is_none());
     let request = slot.get_or_insert_with(|| Request::new(B::default()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
-    *request.headers_mut() = headers;
+    // The map `Request::new` made holds no memory (`HeaderMap::new` does not allocate): it is
+    // forgotten rather than dropped, a drop that would only find nothing to free.
+    std::mem::forget(std::mem::replace(request.headers_mut(), headers));
     Ok(Some(HeadInfo {
         framing,
         keep_alive,
