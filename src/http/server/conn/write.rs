@@ -286,6 +286,14 @@ pub(super) async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     mut drained: u64,
 ) -> bool {
+    {
+        // Nothing left of the body (a bodiless request, or one read to its end): no linger
+        // timer to arm, which would cost a clock read per request.
+        let inner = shared.borrow();
+        if inner.decoder.is_done() {
+            return !inner.body_failed;
+        }
+    }
     // Counted across polls (and from what was drained before the response): a body arriving
     // in many small reads must hit the limit too.
     let drain = poll_fn(|cx| {
