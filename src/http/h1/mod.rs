@@ -14,5 +14,5 @@ pub(crate) use encode::{
     encode_chunk_head, encode_headers, encode_status_line, encode_u64, CHUNKED_END,
 };
 pub(crate) use framing::{connection_tokens, Framing};
-pub(crate) use request::{parse_request, Limits, RequestHead};
+pub(crate) use request::{parse_request, parse_request_into, HeadInfo, Limits};
 pub(crate) use response::{parse_response, BadResponse, ResponseHead};

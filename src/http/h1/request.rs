@@ -39,11 +39,21 @@ pub(crate) struct RequestHead {
     pub(crate) framing: Framing,
     /// The client wants the connection kept open after this exchange.
     pub(crate) keep_alive: bool,
+}
+
+/// What a parsed request head says beyond the `Request` itself (see [`parse_request_into`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadInfo {
+    pub(crate) framing: Framing,
+    /// The client wants the connection kept open after this exchange.
+    pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
 }
 
 /// Field offsets kept on the stack; a request with more fields puts them in a `Vec`.
 const STACK_RANGES: usize = 32;
+/// Field offsets of a request with few fields, the common case.
+const SMALL_RANGES: usize = 8;
 
 /// Where one header field lies in the request head: name and value as offsets.
 #[derive(Clone, Copy, Default)]
@@ -64,6 +74,23 @@ pub(crate) fn parse_request(
     buf: &mut ReadBuf,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, Reject> {
+    let mut slot = None;
+    let info = parse_request_into(buf, limits, &mut slot)?;
+    Ok(info.zip(slot).map(|(info, request)| RequestHead {
+        request,
+        framing: info.framing,
+        keep_alive: info.keep_alive,
+    }))
+}
+
+/// [`parse_request`], building the request in `slot` (with a default body) rather than
+/// returning it: the server parses straight into the slot its handler takes the request from,
+/// so the request (over 200 bytes) is not copied from one future's state to the next on its way.
+pub(crate) fn parse_request_into<B: Default>(
+    buf: &mut ReadBuf,
+    limits: &Limits,
+    slot: &mut Option<Request<B>>,
+) -> Result<Option<HeadInfo>, Reject> {
     // Tolerate empty lines before a request line (RFC 9112 §2.2).
     if matches!(buf.data().first(), Some(b'\r' | b'\n')) {
         let leading = buf
@@ -127,7 +154,7 @@ pub(crate) fn parse_request(
         Err(httparse::Error::Version) => {
             if let Some(minor) = higher_minor_version(data) {
                 buf.data_mut()[minor] = b'1';
-                return parse_request(buf, limits);
+                return parse_request_into(buf, limits, slot);
             }
             // Only a well-formed version we do not speak (HTTP/2.0 in an HTTP/1 request
             // line) is 505; garbage (`GET /a b HTTP/1.1`) is a malformed request line: 400
@@ -163,13 +190,19 @@ pub(crate) fn parse_request(
     };
     let path_range = range_of(base, path.as_bytes());
     let count = req.headers.len();
-    // Zeroed, so kept short: most requests have a handful of fields.
-    let mut stack_ranges = [FieldRange::default(); STACK_RANGES];
-    let mut heap_ranges = Vec::new();
-    let ranges = if count <= STACK_RANGES {
+    // Zeroed, so kept short: most requests have a handful of fields, and an array of
+    // `SMALL_RANGES` is zeroed by a few stores where one of `STACK_RANGES` takes a memset.
+    let mut small_ranges;
+    let mut stack_ranges;
+    let mut heap_ranges;
+    let ranges = if count <= SMALL_RANGES {
+        small_ranges = [FieldRange::default(); SMALL_RANGES];
+        &mut small_ranges[..count]
+    } else if count <= STACK_RANGES {
+        stack_ranges = [FieldRange::default(); STACK_RANGES];
         &mut stack_ranges[..count]
     } else {
-        heap_ranges.resize(count, FieldRange::default());
+        heap_ranges = vec![FieldRange::default(); count];
         &mut heap_ranges[..]
     };
     for (range, h) in ranges.iter_mut().zip(req.headers.iter()) {
@@ -251,13 +284,17 @@ pub(crate) fn parse_request(
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
-    let mut request = Request::new(());
+    // Field by field into the slot: each field is small enough to move inline. The slot is
+    // empty (a request left there would keep its body and extensions).
+    debug_assert!(slot.is_none());
+    let request = slot.get_or_insert_with(|| Request::new(B::default()));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    Ok(Some(RequestHead {
-        request,
+    // The map `Request::new` made holds no memory (`HeaderMap::new` does not allocate): it is
+    // forgotten rather than dropped, a drop that would only find nothing to free.
+    std::mem::forget(std::mem::replace(request.headers_mut(), headers));
+    Ok(Some(HeadInfo {
         framing,
         keep_alive,
         expect_continue,
@@ -479,16 +516,21 @@ mod tests {
 
     #[test]
     fn request_with_many_fields_keeps_them_all() {
-        let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
-        for i in 0..40 {
-            raw.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+        // Each size of the offsets array: small, stack, heap.
+        for fields in [SMALL_RANGES - 1, SMALL_RANGES + 1, STACK_RANGES + 8] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+            for i in 0..fields {
+                raw.extend_from_slice(format!("X-F{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            let head = parse_request(&mut buf(&raw), &LIMITS).unwrap().unwrap();
+            let headers = head.request.headers();
+            assert_eq!(headers.len(), fields + 1);
+            assert_eq!(headers["host"], "x");
+            assert_eq!(headers["x-f0"], "v0");
+            let last = fields - 1;
+            assert_eq!(headers[format!("x-f{last}")], format!("v{last}"));
         }
-        raw.extend_from_slice(b"\r\n");
-        let head = parse_request(&mut buf(&raw), &LIMITS).unwrap().unwrap();
-        let headers = head.request.headers();
-        assert_eq!(headers.len(), 41);
-        assert_eq!(headers["x-f0"], "v0");
-        assert_eq!(headers["x-f39"], "v39");
     }
 
     #[test]

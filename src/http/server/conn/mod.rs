@@ -30,7 +30,7 @@ use write::{close, drain_body, write_error, write_response};
 use super::state::ServerState;
 use crate::http::body::Body;
 use crate::http::buf::{self, ReadBuf};
-use crate::http::h1::{self, Decoder, Framing, RequestHead};
+use crate::http::h1::{self, Decoder, Framing, HeadInfo};
 use crate::http::response::IntoResponse;
 use crate::http::upgrade::{self, Decision, Pending, Upgraded};
 use crate::time::{sleep, sleep_until, Sleep};
@@ -49,6 +49,9 @@ use crate::time::{sleep, sleep_until, Sleep};
 ///
 /// The socket is watched only after the handler returned `Pending`: a handler that is ready at
 /// once costs nothing more.
+///
+/// The response goes into the slot `response` rather than out through the `Poll`: the caller
+/// writes it from there, so it is not copied through each future's output on its way.
 #[allow(clippy::too_many_arguments)]
 fn poll_handler<IO, H, Fut, R>(
     cx: &mut Context<'_>,
@@ -58,7 +61,8 @@ fn poll_handler<IO, H, Fut, R>(
     request: &mut Option<Request<Body>>,
     mut handling: Pin<&mut Option<Fut>>,
     watching: &mut bool,
-) -> Poll<Option<std::thread::Result<Response<Body>>>>
+    response: &mut Option<Response<Body>>,
+) -> Poll<Handled>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     H: Fn(Request<Body>) -> Fut,
@@ -70,23 +74,34 @@ where
             handling.set(Some(handler(request)));
         }
         match handling.as_mut().as_pin_mut() {
-            Some(work) => work.poll(cx).map(IntoResponse::into_response),
+            Some(work) => work
+                .poll(cx)
+                .map(|out| *response = Some(out.into_response())),
             None => Poll::Pending,
         }
     }));
     match polled {
-        Ok(Poll::Ready(response)) => return Poll::Ready(Some(Ok(response))),
-        Err(payload) => return Poll::Ready(Some(Err(payload))),
+        Ok(Poll::Ready(())) => return Poll::Ready(Handled::Response),
+        Err(payload) => return Poll::Ready(Handled::Panicked(payload)),
         Ok(Poll::Pending) => {}
     }
     if *watching {
         match shared.borrow_mut().poll_peer_gone(cx, config) {
             Watch::Pending => {}
             Watch::Stop => *watching = false,
-            Watch::Gone => return Poll::Ready(None),
+            Watch::Gone => return Poll::Ready(Handled::PeerGone),
         }
     }
     Poll::Pending
+}
+
+/// How a handler ended (see [`poll_handler`]).
+enum Handled {
+    /// Its response is in the slot.
+    Response,
+    Panicked(Box<dyn std::any::Any + Send>),
+    /// The peer closed the connection first.
+    PeerGone,
 }
 
 /// The body of a request, streaming from the connection.
@@ -109,11 +124,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
     }
 }
 
-// Not boxed: a box would cost an allocation per request, and `Head` only lives on the stack of
-// one `.await`.
-#[allow(clippy::large_enum_variant)]
+/// What reading a request head found; a parsed request is in the caller's slot.
 enum Head {
-    Request(RequestHead),
+    Request(HeadInfo),
     Reject(StatusCode, &'static str),
     /// Nothing of a next request is buffered.
     Idle,
@@ -262,7 +275,10 @@ where
     R: IntoResponse,
 {
     loop {
-        let head = match read_head(shared, config, *first).await {
+        // The request is parsed into this slot and taken from it by the handler: no copy of
+        // it on the way (see `h1::parse_request_into`).
+        let mut request: Option<Request<Body>> = None;
+        let head = match read_head(shared, config, *first, &mut request).await {
             Head::Request(head) => head,
             Head::Reject(status, reason) => {
                 log::debug!("{peer}: rejected request: {reason}");
@@ -274,12 +290,14 @@ where
         };
         *first = false;
 
-        let RequestHead {
-            request,
+        let HeadInfo {
             framing,
             keep_alive,
             expect_continue,
         } = head;
+        let Some(req) = request.as_mut() else {
+            return Busy::Abort;
+        };
         let seq = {
             let mut inner = shared.borrow_mut();
             inner.decoder = Decoder::new(framing);
@@ -305,20 +323,20 @@ where
             )
         }
         .with_limit(config.max_body_bytes);
-        let version = request.version();
-        let is_head = request.method() == Method::HEAD;
-        let mut request = request.map(|()| body);
+        *req.body_mut() = body;
+        let version = req.version();
+        let is_head = req.method() == Method::HEAD;
         if config.peer_addr_extension {
             // Opt-in: `http::Extensions` allocates its map, the map's table and a box for the
             // value on the first insert, three of the five allocations per request otherwise.
-            request.extensions_mut().insert(peer);
+            req.extensions_mut().insert(peer);
         }
-        let offer = upgrade::classify(&mut request, length != Some(0));
+        let offer = upgrade::classify(req, length != Some(0));
 
+        let mut response: Option<Response<Body>> = None;
         let outcome = {
             // Dropped at the end of this block, once the handler is done: a future that
             // still held the request body would keep it from counting as abandoned.
-            let mut request = Some(request);
             let mut handling = pin!(None::<Fut>);
             let mut watching = true;
             poll_fn(|cx| {
@@ -330,33 +348,42 @@ where
                     &mut request,
                     handling.as_mut(),
                     &mut watching,
+                    &mut response,
                 )
             })
             .await
         };
-        let Some(outcome) = outcome else {
-            log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
-            return Busy::Abort;
-        };
-        let (mut response, mut keep) = match outcome {
-            Ok(response) => (response, keep_alive),
-            Err(payload) => {
+        // The handler took the request on its first poll, so that its body counts as abandoned
+        // below once the handler dropped it.
+        debug_assert!(request.is_none());
+        let mut keep = keep_alive;
+        match outcome {
+            Handled::Response => {}
+            Handled::PeerGone => {
+                log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
+                return Busy::Abort;
+            }
+            Handled::Panicked(payload) => {
                 let message = payload
                     .downcast_ref::<&str>()
                     .copied()
                     .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                     .unwrap_or("(non-string payload)");
                 log::error!("{peer}: handler panicked: {message}");
-                (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false)
+                response = Some(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                keep = false;
             }
+        }
+        let Some(response) = response.as_mut() else {
+            return Busy::Abort;
         };
-        match offer.decide(&response) {
+        match offer.decide(response) {
             Decision::Http => {}
             Decision::Switch(pending) => {
                 {
                     let mut inner = shared.borrow_mut();
                     buf::take_write_buf(&mut inner.wbuf);
-                    upgrade::encode_head(response, &mut inner.wbuf);
+                    upgrade::encode_head(std::mem::take(response), &mut inner.wbuf);
                 }
                 if let Err(err) = flush(shared).await {
                     log::debug!("{peer}: writing a response switching protocols: {err}");
@@ -366,7 +393,7 @@ where
             }
             Decision::Invalid(reason) => {
                 log::error!("{peer}: handler answered {}: {reason}", response.status());
-                response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                *response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
                 keep = false;
             }
         }
@@ -450,12 +477,13 @@ async fn read_head<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     config: &Config,
     first: bool,
+    request: &mut Option<Request<Body>>,
 ) -> Head {
     let mut header_deadline = first.then(|| crate::time::now() + config.header_read_timeout);
     loop {
         let idle = {
             let mut inner = shared.borrow_mut();
-            match h1::parse_request(&mut inner.rbuf, &config.limits) {
+            match h1::parse_request_into(&mut inner.rbuf, &config.limits, request) {
                 Ok(Some(head)) => return Head::Request(head),
                 Err(reject) => return Head::Reject(reject.status, reject.reason),
                 Ok(None) => {}

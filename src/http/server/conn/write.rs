@@ -21,16 +21,19 @@ use crate::http::{buf, date};
 use crate::time::sleep;
 
 /// Writes a response; returns whether the connection can carry another request.
+///
+/// Takes the response by reference, and its body and header map out of it: a response moved
+/// in by value would be copied into this future's state.
 pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     config: &Config,
-    response: Response<Body>,
+    response: &mut Response<Body>,
     is_head: bool,
     version: Version,
     keep_alive: bool,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
+    let mut body = std::mem::take(response.body_mut());
+    let status = response.status();
     let mut keep = keep_alive;
     {
         let mut inner = shared.borrow_mut();
@@ -56,7 +59,7 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         buf::take_write_buf(&mut inner.wbuf);
         let out = &mut inner.wbuf;
         h1::encode_status_line(status, out);
-        for (name, value) in &parts.headers {
+        for (name, value) in response.headers() {
             if name == header::CONTENT_LENGTH {
                 if user_length.is_none() {
                     user_length = Some(
@@ -84,11 +87,11 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
             out.extend_from_slice(b"\r\n");
         }
     }
-    if user_connection && h1::connection_tokens(&parts.headers).0 {
+    if user_connection && h1::connection_tokens(response.headers()).0 {
         keep = false;
     }
     // Written out: the map's memory holds the next request head (see `buf`).
-    buf::give_header_map(parts.headers);
+    buf::give_header_map(std::mem::take(response.headers_mut()));
     let user_length = user_length.flatten();
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -283,6 +286,14 @@ pub(super) async fn drain_body<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
     mut drained: u64,
 ) -> bool {
+    {
+        // Nothing left of the body (a bodiless request, or one read to its end): no linger
+        // timer to arm, which would cost a clock read per request.
+        let inner = shared.borrow();
+        if inner.decoder.is_done() {
+            return !inner.body_failed;
+        }
+    }
     // Counted across polls (and from what was drained before the response): a body arriving
     // in many small reads must hit the limit too.
     let drain = poll_fn(|cx| {
