@@ -2,11 +2,12 @@
 //!
 //! Skipped, with a message, where `python3` is not installed.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use untangle::http::{Body, Request, Response, Server};
 
@@ -80,7 +81,7 @@ fn python_http_client_talks_to_the_server() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let mut child = match child {
+    let child = match child {
         Ok(child) => child,
         Err(err) if err.kind() == ErrorKind::NotFound => {
             eprintln!("python3 not found; skipping the http.client test");
@@ -88,23 +89,8 @@ fn python_http_client_talks_to_the_server() {
         }
         Err(err) => panic!("starting python3: {err}"),
     };
-    // Hang guard: the script's own socket timeout should fire long before this.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python3 failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    // Hang guard inside: the script's own timeouts should fire long before it.
+    let (stdout, stderr) = common::finish_child(child);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,

@@ -2,13 +2,14 @@
 //! client nobody here wrote. `.ci/run` installs the package; with `CI` set the test fails if
 //! Python or the package is missing, elsewhere it skips with a message.
 
+mod common;
+
 #[path = "../examples/websocket.rs"]
 #[allow(dead_code)]
 mod chat;
 
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use untangle::http::Server;
 
@@ -63,7 +64,7 @@ fn python_websockets_client_talks_to_the_chat() {
         })
         .unwrap();
     });
-    let mut child = Command::new("python3")
+    let child = Command::new("python3")
         .arg("-c")
         .arg(SCRIPT)
         .arg(addr.port().to_string())
@@ -71,23 +72,8 @@ fn python_websockets_client_talks_to_the_chat() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start python3");
-    // Hang guard: the script's own timeouts should fire long before this.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python3 failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    // Hang guard inside: the script's own timeouts should fire long before it.
+    let (stdout, stderr) = common::finish_child(child);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,

@@ -239,6 +239,28 @@ pub fn open_socket_count() -> usize {
         .count()
 }
 
+/// Waits for a child process (a Python client) under the [`HANG_GUARD`] (killing it past
+/// that), asserts that it succeeded and returns its standard output and error.
+pub fn finish_child(mut child: std::process::Child) -> (String, String) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "child process failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    (stdout, stderr)
+}
+
 /// Records `log` messages at `warn` and `error` level for tests that check what the library
 /// reports (install once per test binary with [`install_capture_logger`]).
 pub struct CaptureLogger;
