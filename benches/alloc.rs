@@ -24,8 +24,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::mpsc;
 
-use untangle::http::Body;
-use untangle::http::{header, HeaderValue, Request, Response, Server, StatusCode};
+use untangle::http::Server;
 
 // Every allocation goes through dhat, which records it only while the `Profiler` below runs.
 #[global_allocator]
@@ -36,30 +35,12 @@ const WARMUP: usize = 1_000;
 const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n";
 const BODY: &[u8] = b"Hello, World!";
 
-/// `examples/plaintext.rs`'s handler, unchanged, so the bench measures what the HTTP load bench
-/// (`benches/http`) does.
-async fn handle(req: Request<Body>) -> Response<Body> {
-    let (content_type, body): (&'static str, Body) = match req.uri().path() {
-        "/plaintext" | "/" => ("text/plain", Body::from("Hello, World!")),
-        "/json" => (
-            "application/json",
-            Body::from(r#"{"message":"Hello, World!"}"#),
-        ),
-        _ => {
-            let mut not_found = Response::new(Body::from("not found\n"));
-            *not_found.status_mut() = StatusCode::NOT_FOUND;
-            return not_found;
-        }
-    };
-    let mut response = Response::new(body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-        .headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("untangle"));
-    response
-}
+/// `examples/plaintext.rs` itself (its `main` unused), so the bench measures the handler the HTTP
+/// load bench (`benches/http`) does.
+#[path = "../examples/plaintext.rs"]
+#[allow(dead_code)]
+mod plaintext;
+use plaintext::handle;
 
 /// A blocking client connection with fixed buffers: nothing here allocates after `new`.
 struct Client {

@@ -9,7 +9,7 @@
 use untangle::http::Body;
 use untangle::http::{header, HeaderValue, Request, Response, Server, StatusCode};
 
-async fn handle(req: Request<Body>) -> Response<Body> {
+pub async fn handle(req: Request<Body>) -> Response<Body> {
     let (content_type, body): (&'static str, Body) = match req.uri().path() {
         "/plaintext" | "/" => ("text/plain", Body::from("Hello, World!")),
         "/json" => (
