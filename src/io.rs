@@ -329,8 +329,9 @@ impl Future for WaitReady<'_, '_> {
 
 /// Called when a task has parked on `source`: makes sure the loop that will wake it is the one
 /// running on this thread. An `Async` polled on another thread's loop moves its registration
-/// there (it then wakes the task at once, to retry on the new loop); polled where no loop runs,
-/// nothing would ever deliver its events, so it fails instead of hanging.
+/// there (the new registration reports the fd's readiness as of now, so the parked task is woken
+/// by the new loop when there is something to do); polled where no loop runs, nothing would ever
+/// deliver its events, so it fails instead of hanging.
 fn park_here<T>(source: &Arc<Source>, fd: BorrowedFd<'_>) -> Poll<io::Result<T>> {
     let here = executor::running_reactor_id();
     if here == source.home() {

@@ -77,7 +77,8 @@ impl Sleep {
     pub fn reset(&mut self, deadline: Instant) {
         let old = std::mem::replace(&mut self.deadline, deadline);
         if let Some((reactor, id)) = &self.registration {
-            if !reactor.reset_timer(old, *id, deadline) {
+            let from_elsewhere = executor::running_reactor_id() != reactor.id();
+            if !reactor.reset_timer(old, *id, deadline, from_elsewhere) {
                 // It fired already; its task was woken and re-registers when it polls.
                 self.registration = None;
             }

@@ -118,6 +118,14 @@ fn each_server_fault_gives_its_error_kind_and_never_hangs() {
             ErrorKind::Io,
         ),
         (
+            "101 to a request that asked for no upgrade",
+            Act::Stall(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+            ),
+            &plain,
+            ErrorKind::BadResponse,
+        ),
+        (
             "close mid status line",
             Act::Close(b"HTTP/1.1 2"),
             &plain,

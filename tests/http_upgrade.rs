@@ -1,6 +1,7 @@
 //! The server's upgrade rules on raw sockets (`untangle::http::upgrade`): a 2xx to CONNECT is
 //! a tunnel without framing fields, after which nothing is parsed as HTTP; a 101 where no
-//! switch may happen is a 500 that closes. The WebSocket side is in `tests/websocket.rs`.
+//! switch may happen, or any other 1xx as a final response, is a 500 that closes. The
+//! WebSocket side is in `tests/websocket.rs`.
 
 mod common;
 
@@ -67,5 +68,62 @@ fn a_101_to_a_request_with_a_body_or_without_upgrade_is_500_and_closes() {
         assert_eq!(responses.len(), 1, "{responses:?}");
         assert_eq!(responses[0].status, 500);
         assert_eq!(responses[0].header("connection"), Some("close"));
+    }
+}
+
+/// RFC 9110 §15.2: a 1xx is interim, never the final response; a handler that returns one gets
+/// a 500 and the connection closes, so no client waits for a response that never comes.
+#[test]
+fn an_informational_status_as_the_final_response_is_500_and_closes() {
+    for status in [100u16, 103] {
+        let addr = serve_in_thread(
+            |s| s,
+            move |_req: Request<Body>| async move {
+                Response::builder()
+                    .status(status)
+                    .body(Body::empty())
+                    .unwrap()
+            },
+        );
+        let responses = parse_responses(&exchange_raw(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+        ));
+        assert_eq!(responses.len(), 1, "{status}: {responses:?}");
+        assert_eq!(responses[0].status, 500);
+        assert_eq!(responses[0].header("connection"), Some("close"));
+    }
+}
+
+/// A client that pipelines its requests and then shuts down its sending side (`nc -N`, a
+/// scripted client) still reads: the requests before its FIN are answered, and the responses
+/// already written are delivered, not thrown away with the connection. Only the last one,
+/// whose handler is still running when the FIN arrives, counts as abandoned — unless
+/// `half_close(true)`.
+#[test]
+fn requests_pipelined_before_a_half_close_are_answered() {
+    for half_close in [false, true] {
+        let addr = serve_in_thread(
+            move |s| s.half_close(half_close),
+            |req: Request<Body>| async move {
+                // Pending once, so the server watches the connection while the handler runs.
+                untangle::yield_now().await;
+                req.uri().path().to_string()
+            },
+        );
+        let responses = parse_responses(&exchange_raw(
+            addr,
+            b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\n\r\n",
+        ));
+        let bodies: Vec<String> = responses
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        let expected: &[&str] = if half_close {
+            &["/one", "/two", "/three"]
+        } else {
+            &["/one", "/two"]
+        };
+        assert_eq!(bodies, expected, "half_close({half_close})");
     }
 }

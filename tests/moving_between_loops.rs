@@ -296,3 +296,44 @@ fn io_polled_outside_a_loop_fails_instead_of_hanging() {
         Poll::Ready(Ok(2))
     ));
 }
+
+#[test]
+fn two_loops_sharing_one_async_park_without_moving_it_back_and_forth() {
+    let _guard = watchdog("two_loops_sharing_one_async_park_without_moving_it_back_and_forth");
+    // A reader on one loop and a writer on another share one socket; both must park. Were a
+    // move to wake every waiter, each would move the source back to its own loop forever.
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let chunk = [0u8; 65536];
+    while (&a).write(&chunk).is_ok() {}
+    let shared = std::sync::Arc::new(untangle::Async::new(a).unwrap());
+    let writer = {
+        let shared = shared.clone();
+        thread::spawn(move || {
+            untangle::block_on(async move {
+                let task = untangle::spawn(async move {
+                    let _ =
+                        futures_lite::io::AsyncWriteExt::write(&mut &*shared, &[1u8; 4096]).await;
+                });
+                sleep(Duration::from_millis(200)).await;
+                let polls = untangle::dump().tasks[0].polls;
+                drop(task);
+                polls
+            })
+        })
+    };
+    let reader_polls = untangle::block_on(async {
+        let shared = shared.clone();
+        let task = untangle::spawn(async move {
+            let mut buf = [0u8; 16];
+            let _ = futures_lite::io::AsyncReadExt::read(&mut &*shared, &mut buf).await;
+        });
+        sleep(Duration::from_millis(200)).await;
+        let polls = untangle::dump().tasks[0].polls;
+        drop(task);
+        polls
+    });
+    let writer_polls = writer.join().unwrap();
+    assert!(reader_polls <= 3, "reader polled {reader_polls} times");
+    assert!(writer_polls <= 3, "writer polled {writer_polls} times");
+}

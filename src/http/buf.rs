@@ -53,7 +53,9 @@ pub(crate) fn take_header_map(fields: usize) -> HeaderMap {
 /// grew large, or the pool is full).
 pub(crate) fn give_header_map(mut map: HeaderMap) {
     let capacity = map.capacity();
-    if capacity == 0 || capacity > POOLED_HEADER_CAPACITY {
+    // `capacity` counts the index only; many values under one name (`len` counts each) grow
+    // storage that `clear` keeps.
+    if capacity == 0 || capacity > POOLED_HEADER_CAPACITY || map.len() > POOLED_HEADER_CAPACITY {
         return;
     }
     map.clear();

@@ -421,6 +421,11 @@ impl Offer {
             status == StatusCode::SWITCHING_PROTOCOLS
         };
         match (switching, self.pending) {
+            // A 1xx is never a final response (RFC 9110 §15.2): written as one, it would leave
+            // the client waiting for the response that follows it.
+            (false, _) if status.is_informational() => {
+                Decision::Invalid("an informational (1xx) status as the final response")
+            }
             (false, _) => Decision::Http,
             (true, Some(pending)) => Decision::Switch(pending),
             (true, None) if self.refused => Decision::Invalid("upgrade of a request with a body"),

@@ -145,6 +145,7 @@ impl Reactor {
         let state = State {
             reactor: self.clone(),
             key: 0,
+            registered: true,
             dirs: [Direction::new(ready), Direction::new(ready)],
             read_closed: false,
             armed: [true, true],
@@ -169,13 +170,21 @@ impl Reactor {
         Ok(key)
     }
 
-    /// Removes the source at `key`; `fd` must be the fd it was registered with, still open.
-    fn deregister(&self, key: usize, fd: BorrowedFd<'_>) {
+    /// Removes `source`, registered at `key`; `fd` must be the fd it was registered with,
+    /// still open. The slab entry is checked to be `source` itself, so a stale key can never
+    /// remove another source that reused the slot.
+    fn deregister(&self, key: usize, fd: BorrowedFd<'_>, source: &Source) {
         let mut sources = lock(&self.sources);
+        if !sources
+            .get(key)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), source))
+        {
+            return;
+        }
         if let Err(err) = self.backend.delete(fd) {
             log::debug!("untangle: deregistering fd {}: {err}", fd.as_raw_fd());
         }
-        sources.try_remove(key);
+        sources.remove(key);
     }
 
     /// How many fds are registered.
@@ -195,15 +204,22 @@ impl Reactor {
 
     /// Moves a pending timer to `new`, keeping its waker; false when it already fired.
     ///
-    /// When the timer becomes the earliest one by moving earlier, the loop is notified: it may
-    /// be asleep in a wait computed from the old first deadline (`reset` from another thread).
-    pub(crate) fn reset_timer(&self, old: Instant, id: u64, new: Instant) -> bool {
+    /// When the timer becomes the earliest one by moving earlier and `from_elsewhere` (the
+    /// caller is not this reactor's running loop), the loop is notified: it may be asleep in a
+    /// wait computed from the old first deadline.
+    pub(crate) fn reset_timer(
+        &self,
+        old: Instant,
+        id: u64,
+        new: Instant,
+        from_elsewhere: bool,
+    ) -> bool {
         let (moved, first) = {
             let mut timers = lock(&self.timers);
             let moved = timers.reset(old, id, new);
             (moved, timers.next_deadline() == Some(new))
         };
-        if moved && new < old && first {
+        if moved && new < old && first && from_elsewhere {
             self.notify();
         }
         moved
@@ -339,6 +355,8 @@ struct State {
     reactor: Arc<Reactor>,
     /// Its key in that reactor's slab and poller.
     key: usize,
+    /// Whether the fd is registered with `reactor` (false only after a failed move).
+    registered: bool,
     dirs: [Direction; 2],
     /// Sticky: the peer closed its write half or the fd hung up, so whatever is left to read
     /// ends in EOF, and a short read no longer proves that a further read would block.
@@ -357,9 +375,16 @@ impl State {
         if self.armed[dir] {
             return Ok(());
         }
+        if !self.registered {
+            return Ok(());
+        }
         let interest = [!self.dirs[READ].ready, !self.dirs[WRITE].ready];
-        backend.rearm(fd, self.key, interest[READ], interest[WRITE])?;
-        self.armed = interest;
+        match backend.rearm(fd, self.key, interest[READ], interest[WRITE]) {
+            Ok(()) => self.armed = interest,
+            // Another thread is moving the source: its new registration arms every direction.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
         Ok(())
     }
 }
@@ -382,44 +407,58 @@ impl Source {
     /// Deregisters the source; `fd` must be the fd it was registered with, still open.
     pub(crate) fn deregister(&self, fd: BorrowedFd<'_>) {
         let _moving = lock(&self.moving);
-        let (reactor, key) = {
+        let (reactor, key, registered) = {
             let state = lock(&self.state);
-            (state.reactor.clone(), state.key)
+            (state.reactor.clone(), state.key, state.registered)
         };
-        reactor.deregister(key, fd);
+        if registered {
+            reactor.deregister(key, fd, self);
+        }
     }
 
     /// Moves the registration of `fd` to `to` (an `Async` polled on another loop): deregisters
-    /// it from its current reactor, registers it with `to`, and marks both directions ready so
-    /// every waiting task retries its operation on the new loop.
+    /// it from its current reactor and registers it with `to`. Waiters stay parked: the new
+    /// registration reports whatever readiness the fd has now (an edge-triggered or one-shot
+    /// add does), and their wakers work from any thread. Waking them all instead would make two
+    /// loops that share one `Async` (a reader here, a writer there) move it back and forth
+    /// forever. If the registration fails, every waiter is woken to retry, and the source is
+    /// left registered nowhere, so the next wait tries again.
     pub(crate) fn move_to(
         self: &Arc<Self>,
         to: &Arc<Reactor>,
         fd: BorrowedFd<'_>,
     ) -> io::Result<()> {
         let _moving = lock(&self.moving);
-        let (from, key) = {
+        let (from, key, registered) = {
             let state = lock(&self.state);
-            (state.reactor.clone(), state.key)
+            (state.reactor.clone(), state.key, state.registered)
         };
-        if Arc::ptr_eq(&from, to) {
-            return Ok(());
+        if registered {
+            if Arc::ptr_eq(&from, to) {
+                return Ok(());
+            }
+            from.deregister(key, fd, self);
         }
-        from.deregister(key, fd);
-        let registered = to.register(fd, self);
+        let result = to.register(fd, self);
         let mut wakers = Vec::new();
         {
             let mut state = lock(&self.state);
-            // Whether or not the new registration worked, the old one is gone: every waiter
-            // retries, and a failed registration is reported to the caller.
-            for d in state.dirs.iter_mut() {
-                d.set_ready(&mut wakers);
-            }
-            if let Ok(key) = registered {
-                state.reactor = to.clone();
-                state.key = key;
-                state.armed = [true, true];
-                self.home.store(to.id(), Ordering::Release);
+            match result {
+                Ok(key) => {
+                    state.reactor = to.clone();
+                    state.key = key;
+                    state.registered = true;
+                    state.armed = [true, true];
+                    self.home.store(to.id(), Ordering::Release);
+                }
+                Err(_) => {
+                    state.registered = false;
+                    // No reactor is home: the next wait, wherever it happens, registers again.
+                    self.home.store(0, Ordering::Release);
+                    for d in state.dirs.iter_mut() {
+                        d.set_ready(&mut wakers);
+                    }
+                }
             }
         }
         log::debug!(
@@ -429,7 +468,7 @@ impl Source {
         for waker in wakers {
             waker.wake();
         }
-        registered.map(drop)
+        result.map(drop)
     }
 
     /// `Ready(seq)` when the direction may be ready; otherwise stores the (single) waker.

@@ -61,7 +61,12 @@ impl Portable {
         // whole life) the object holding the fd and calls `delete` with it in `Drop`,
         // `into_inner` and when it moves to another loop, always while the fd is still open;
         // the poller itself outlives every registration (each `Source` holds an `Arc` to its
-        // reactor).
+        // reactor). What the types do not stop: safe code that closes the fd behind `Async`'s
+        // back (through the `&mut T` the `Read`/`Write` impls hand out, `mem::forget` of an
+        // `Async` over a borrowed fd, an `AsFd` that changes its fd). On the pollers polling
+        // uses on Unix (epoll, kqueue, event ports) such a stale registration only yields
+        // spurious or lost events, which the reactor tolerates (unknown keys are ignored, a
+        // stale key is never acted on for another source), not memory unsafety.
         #[allow(unsafe_code)]
         unsafe {
             self.poller

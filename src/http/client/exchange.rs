@@ -45,6 +45,9 @@ pub(super) struct Prepared {
     pub(super) body: OutBody,
     /// The request asked for `Connection: close`.
     pub(super) close: bool,
+    /// The request asked to switch protocols (`Connection: upgrade` and `Upgrade`): only then
+    /// is a `101` an upgrade.
+    pub(super) upgrade: bool,
     /// `Some(timeout)`: the head carries `Expect: 100-continue` and the body waits up to
     /// `timeout` for a `100 Continue` (or a final response) before it is sent.
     pub(super) expect: Option<Duration>,
@@ -150,6 +153,7 @@ impl Prepared {
             head,
             body,
             close,
+            upgrade: crate::http::upgrade::asks_upgrade(headers),
             expect,
         }
     }

@@ -363,7 +363,19 @@ impl Client {
                 None => self.connect(&target).await?,
             };
             match exchange(&mut conn, &mut prepared).await {
-                Ok(head) => return Ok(self.respond(conn, head, &prepared, target, deadline)),
+                Ok(head) => {
+                    if head.response.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && !prepared.upgrade
+                    {
+                        // Taking the connection over for a protocol nobody asked for would
+                        // hand the caller a hijacked socket and an empty response.
+                        return Err(Error::new(
+                            ErrorKind::BadResponse,
+                            "101 Switching Protocols to a request that asked for no upgrade",
+                        ));
+                    }
+                    return Ok(self.respond(conn, head, &prepared, target, deadline));
+                }
                 Err(Failure::Stale(err)) if reused && retry_allowed => {
                     log::debug!(
                         "pooled connection to {} was closed ({err}); retrying",
@@ -403,10 +415,7 @@ impl Client {
                 reusable: false,
             };
         }
-        let reusable = reusable
-            && !prepared.close
-            && status != StatusCode::SWITCHING_PROTOCOLS
-            && framing != Framing::Eof;
+        let reusable = reusable && !prepared.close && framing != Framing::Eof;
         let length = match framing {
             Framing::Empty => Some(0),
             Framing::Length(n) => Some(n),

@@ -174,9 +174,10 @@ impl Server {
         self
     }
 
-    /// The most header fields in a request; more → 431. Default 100.
+    /// The most header fields in a request; more → 431. Default 100, at most 8,192 (the
+    /// `http` crate's `HeaderMap` holds at most 32,768 and panics beyond).
     pub fn max_headers(mut self, count: usize) -> Server {
-        self.config.limits.max_headers = count.max(1);
+        self.config.limits.max_headers = count.clamp(1, 8192);
         self
     }
 

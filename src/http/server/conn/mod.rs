@@ -361,7 +361,10 @@ where
             Handled::Response => {}
             Handled::PeerGone => {
                 log::debug!("{peer}: closed the connection while its handler ran; handler dropped");
-                return Busy::Abort;
+                // Close, not abort: responses to the requests before this one may still sit in
+                // the write buffer, and a client that only shut down its sending side reads
+                // them.
+                return Busy::Close;
             }
             Handled::Panicked(payload) => {
                 let message = payload

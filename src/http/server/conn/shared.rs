@@ -171,7 +171,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 return Watch::Pending;
             }
             if self.eof {
-                return if config.half_close {
+                // Requests the client pipelined before its FIN are still to be answered: a
+                // client that sends its requests and shuts down its sending side is waiting.
+                return if config.half_close || !self.rbuf.is_empty() {
                     Watch::Stop
                 } else {
                     Watch::Gone

@@ -245,7 +245,7 @@ async fn finish_write<IO: AsyncRead + AsyncWrite + Unpin>(
 
 /// The next chunk of a response body; flushes what is buffered while the body makes us wait,
 /// and watches for the peer's close meanwhile (see
-/// [`unless_peer_gone`](super::unless_peer_gone)). `Err` when the connection failed or the
+/// [`unless_peer_gone`](super::shared::Inner::poll_peer_gone)). `Err` when the connection failed or the
 /// peer went away: the body is then dropped unfinished.
 async fn next_chunk<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
