@@ -447,15 +447,7 @@ pub(crate) fn encode_head(response: Response<Body>, out: &mut Vec<u8>) {
         );
     }
     h1::encode_status_line(parts.status, out);
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    h1::encode_headers(&parts.headers, out);
     if !parts.headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
         date::write(out);
