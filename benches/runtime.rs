@@ -12,13 +12,17 @@
 //! - `timers`: 20,000 tasks each sleep 1 ms concurrently (total time / 20,000, nothing
 //!   subtracted, so the 1 ms sleep itself adds 50 ns/op).
 //!
-//! Two more figures follow the table (untangle only, plus peers for the memory figure):
+//! Three more figures follow the table (untangle only, plus peers for the memory figure):
 //! - `task_memory`: heap bytes still allocated per pending task after spawning 100,000 tasks and
 //!   polling each once, minus the size of the future passed to `spawn` (counted by a
 //!   `#[global_allocator]` wrapper that is switched on only around that measurement);
 //! - `timers_scaling`: the `timers` benchmark's ns per timer with 1,000,000 concurrent sleeps
 //!   divided by the same with 20,000 (a timer structure with O(1) or O(log n) operations and
 //!   good locality keeps this near 1).
+//! - `ping_pong_floor`: how much of `ping_pong` any scheduler can save. The same round trips on
+//!   a bare `async-task` executor (a thread-local queue and nothing else), and with no scheduler
+//!   at all (both futures polled in turn with a waker that does nothing: no wakes, no queue),
+//!   interleaved with untangle and tokio, as ratios to tokio.
 //!
 //! Each sample is `reps` calls of the runtime's `block_on` on one run of the benchmark. After
 //! `WARMUP` rounds, `ROUNDS` rounds are measured, the runtimes interleaved within each round
@@ -279,10 +283,20 @@ async fn yield_many<R: Runtime>() -> usize {
     done
 }
 
-async fn ping_pong<R: Runtime>() -> usize {
+/// The two sides of `ping_pong`: the pinger sends `0..PING_PONGS` and sums the echoes, the
+/// ponger echoes and counts.
+fn ping_pong_pair() -> (impl Future<Output = usize>, impl Future<Output = usize>) {
     let (ping_tx, ping_rx) = async_channel::bounded::<usize>(1);
     let (pong_tx, pong_rx) = async_channel::bounded::<usize>(1);
-    let pong = R::spawn(async move {
+    let ping = async move {
+        let mut sum = 0;
+        for i in 0..PING_PONGS {
+            ping_tx.send(i).await.expect("pong task alive");
+            sum += pong_rx.recv().await.expect("pong task alive");
+        }
+        sum
+    };
+    let pong = async move {
         let mut count = 0;
         while let Ok(value) = ping_rx.recv().await {
             count += 1;
@@ -291,15 +305,14 @@ async fn ping_pong<R: Runtime>() -> usize {
             }
         }
         count
-    });
-    let ping = R::spawn(async move {
-        let mut sum = 0;
-        for i in 0..PING_PONGS {
-            ping_tx.send(i).await.expect("pong task alive");
-            sum += pong_rx.recv().await.expect("pong task alive");
-        }
-        sum
-    });
+    };
+    (ping, pong)
+}
+
+async fn ping_pong<R: Runtime>() -> usize {
+    let (ping, pong) = ping_pong_pair();
+    let pong = R::spawn(pong);
+    let ping = R::spawn(ping);
     let sum = ping.await;
     pong.await + sum
 }
@@ -492,6 +505,97 @@ fn timers_scaling_sample(n: usize) -> f64 {
     ns
 }
 
+thread_local! {
+    /// The run queue of the bare executor of `ping_pong_floor`.
+    static BARE_QUEUE: std::cell::RefCell<std::collections::VecDeque<async_task::Runnable>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// Spawns on the bare executor: an `async_task` runnable pushed on a thread-local queue, the
+/// least an executor built on `async-task` can do.
+fn bare_spawn<F>(future: F) -> async_task::Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let (runnable, task) = async_task::spawn_local(future, |runnable| {
+        BARE_QUEUE.with(|queue| queue.borrow_mut().push_back(runnable));
+    });
+    runnable.schedule();
+    task
+}
+
+/// A waker that does nothing (`Waker::noop` needs Rust 1.85; cloning this one counts a
+/// reference, as every runtime's waker does).
+fn noop_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    std::task::Waker::from(std::sync::Arc::new(Noop))
+}
+
+/// The output of a task that has completed.
+fn finished<T>(task: async_task::Task<T>) -> T {
+    let mut task = std::pin::pin!(task);
+    match task.as_mut().poll(&mut Context::from_waker(&noop_waker())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("ping_pong_floor: a task did not complete"),
+    }
+}
+
+/// `ping_pong` on the bare executor: the two tasks and a queue, nothing else.
+fn ping_pong_bare() -> usize {
+    let (ping, pong) = ping_pong_pair();
+    let pong = bare_spawn(pong);
+    let ping = bare_spawn(ping);
+    while let Some(runnable) = BARE_QUEUE.with(|queue| queue.borrow_mut().pop_front()) {
+        runnable.run();
+    }
+    finished(ping) + finished(pong)
+}
+
+/// `ping_pong` with no scheduler at all: the two futures polled in turn with a waker that does
+/// nothing (no wake, no queue). Each round trip still takes two polls, one
+/// per side, as it does on a runtime; what is left is the channels' own cost.
+fn ping_pong_unscheduled() -> usize {
+    let (ping, pong) = ping_pong_pair();
+    let (mut ping, mut pong) = (std::pin::pin!(ping), std::pin::pin!(pong));
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let (mut sum, mut count) = (None, None);
+    while sum.is_none() || count.is_none() {
+        if sum.is_none() {
+            if let Poll::Ready(value) = ping.as_mut().poll(&mut cx) {
+                sum = Some(value);
+            }
+        }
+        if count.is_none() {
+            if let Poll::Ready(value) = pong.as_mut().poll(&mut cx) {
+                count = Some(value);
+            }
+        }
+    }
+    sum.unwrap_or(0) + count.unwrap_or(0)
+}
+
+/// ns per round trip of `run`, over the `ping_pong` benchmark's runs per sample.
+fn floor_sample(run: fn() -> usize) -> f64 {
+    let bench = BENCHES
+        .iter()
+        .find(|b| b.name == "ping_pong")
+        .expect("ping_pong is a benchmark");
+    let start = Instant::now();
+    for _ in 0..bench.reps {
+        assert_eq!(
+            run(),
+            PING_PONGS + PING_PONGS * (PING_PONGS - 1) / 2,
+            "ping_pong_floor: wrong result"
+        );
+    }
+    start.elapsed().as_nanos() as f64 / (bench.reps * bench.ops) as f64
+}
+
 /// The `q` quantile (0..=1) of sorted samples, interpolated linearly.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
@@ -526,7 +630,7 @@ fn main() {
         .collect();
     let wants =
         |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
-    let extra = ["task_memory", "timers_scaling"];
+    let extra = ["task_memory", "timers_scaling", "ping_pong_floor"];
     if selected.is_empty() && !extra.iter().any(|name| wants(name)) {
         eprintln!("no benchmark matches {filters:?}");
         return;
@@ -613,6 +717,9 @@ fn extras(wants: &dyn Fn(&str) -> bool, untangle: &Untangle, tokio: &Tokio, smol
             "  future {size} bytes; untangle {u:.0} B/task, tokio {t:.0} B/task, smol {s:.0} B/task"
         );
     }
+    if wants("ping_pong_floor") {
+        ping_pong_floor(untangle, tokio);
+    }
     if wants("timers_scaling") {
         println!();
         println!(
@@ -632,4 +739,39 @@ fn extras(wants: &dyn Fn(&str) -> bool, untangle: &Untangle, tokio: &Tokio, smol
             large / small
         );
     }
+}
+
+/// How much of `ping_pong` a scheduler can save: the same round trips on a bare async-task
+/// executor and with no scheduler at all, interleaved with untangle and tokio.
+fn ping_pong_floor(untangle: &Untangle, tokio: &Tokio) {
+    let bench = BENCHES
+        .iter()
+        .find(|b| b.name == "ping_pong")
+        .expect("ping_pong is a benchmark");
+    let mut results: [Vec<f64>; 4] = Default::default();
+    for round in 0..WARMUP + ROUNDS {
+        let ns = [
+            sample(untangle, bench),
+            sample(tokio, bench),
+            floor_sample(ping_pong_bare),
+            floor_sample(ping_pong_unscheduled),
+        ];
+        if round >= WARMUP {
+            for (samples, ns) in results.iter_mut().zip(ns) {
+                samples.push(ns);
+            }
+        }
+    }
+    let [u, t, bare, none] = results.map(|samples| summarize(samples).median);
+    println!();
+    println!(
+        "ping_pong_floor: ns per round trip, medians of {ROUNDS} interleaved rounds (ratio to tokio)"
+    );
+    println!(
+        "  untangle {u:.1} ({:.2}); tokio {t:.1}; bare async-task queue {bare:.1} ({:.2}); \
+         no scheduler (a waker that does nothing, polled in turn) {none:.1} ({:.2})",
+        u / t,
+        bare / t,
+        none / t
+    );
 }
