@@ -27,7 +27,7 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::pin;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
@@ -105,6 +105,9 @@ thread_local! {
     /// Whether the `block_on` future (not a task) is being polled, for `yield_now`: a `const`
     /// thread-local apart from `LOCAL`, so a yield in a task reads one cell and nothing else.
     static POLLING_MAIN: Cell<bool> = const { Cell::new(false) };
+    /// The `Shared` of this thread's loop while `Local::drop` runs (when `LOCAL` can no longer
+    /// be reached): for a task spawned by a destructor then, see [`spawn_with`].
+    static TEARDOWN: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
 }
 
 impl Local {
@@ -149,14 +152,14 @@ impl Local {
     /// Polls a task, keeping its record up to date.
     fn run(&self, runnable: Runnable) {
         let meta = runnable.metadata();
-        let mut key = meta.key.load(Ordering::Relaxed);
+        let mut key = meta.key();
         bump(&self.counters.polls, 1);
         {
             let mut tasks = self.tasks.borrow_mut();
             if key == NO_TASK {
                 // Spawned from another thread: registered now, named at its first poll.
                 key = tasks.insert(runnable.waker(), Origin::At(Location::caller()));
-                meta.key.store(key, Ordering::Relaxed);
+                meta.set_key(key);
                 bump(&self.counters.spawned, 1);
             }
             tasks.polled(key, self.now.get());
@@ -229,10 +232,7 @@ impl Local {
     {
         let mut tasks = self.tasks.borrow_mut();
         let key = tasks.vacant_key();
-        let meta = TaskMeta {
-            shared: self.shared.clone(),
-            key: AtomicUsize::new(key),
-        };
+        let meta = TaskMeta::local(self.shared.clone(), key);
         let (runnable, task) = async_task::Builder::new().metadata(meta).spawn_local(
             move |_| tracked::<_, LoopRegistry>(future, None),
             WithInfo(schedule),
@@ -255,6 +255,7 @@ impl Drop for Local {
         // queued and dropped below, never inside the wake call, whose caller may hold a lock
         // that the dropped future's destructor takes (an async-channel waking its receivers).
         CURRENT.with(|c| c.set(ptr::null()));
+        let _ = TEARDOWN.try_with(|t| *t.borrow_mut() = Some(self.shared.clone()));
         // Every live task, including those whose wakers other threads hold: woken here, they
         // land in the remote queue, and are dropped (with their futures) below.
         let wakers = self.tasks.borrow_mut().take_wakers();
@@ -281,6 +282,8 @@ impl Drop for Local {
                 }
             }
         }
+        let teardown = TEARDOWN.try_with(|t| t.borrow_mut().take());
+        drop(teardown);
     }
 }
 
@@ -426,12 +429,18 @@ where
 }
 
 /// [`spawn`] with a name or location already chosen (`Builder::spawn`).
+///
+/// A destructor that spawns while its thread's loop drops the tasks left at thread exit gets a
+/// [`Task`] that never runs: its future is dropped at once, and awaiting it reports that the
+/// loop is gone. Panicking there would end the destructor half-way (the panic is caught by the
+/// dying task's wrapper, see `task::Tracked`).
 pub(crate) fn spawn_with<F>(future: F, origin: Origin) -> Task<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    LOCAL.with(|local| {
+    let mut args = Some((future, origin));
+    let spawned = LOCAL.try_with(|local| {
         if !local.running.get() {
             panic!(
                 "untangle::spawn called outside a running untangle loop: call it from code \
@@ -439,8 +448,27 @@ where
                  thread"
             );
         }
+        let (future, origin) = args.take().expect("taken once");
         local.spawn_local(future, origin)
-    })
+    });
+    match spawned {
+        Ok(task) => task,
+        Err(_) => {
+            let (future, _) = args.take().expect("not taken: the closure did not run");
+            let Some(shared) = TEARDOWN.try_with(|t| t.borrow().clone()).ok().flatten() else {
+                panic!("untangle::spawn called while this thread's loop is being destroyed");
+            };
+            let (runnable, task) = async_task::Builder::new()
+                .metadata(TaskMeta::local(shared, NO_TASK))
+                .spawn_local(
+                    move |_| tracked::<_, LoopRegistry>(future, None),
+                    WithInfo(schedule),
+                );
+            // Drops the future, on its own thread: the task is closed without running.
+            drop(runnable);
+            Task(task.fallible())
+        }
+    }
 }
 
 /// The schedule function every task uses, as async-task takes it.
@@ -464,11 +492,7 @@ pub(crate) fn defer_main(waker: &Waker) {
 /// A task's metadata for a task spawned from another thread onto `shared`'s loop, and the
 /// schedule function every task uses.
 pub(crate) fn remote_task_parts(shared: Arc<Shared>) -> (TaskMeta, Schedule) {
-    let meta = TaskMeta {
-        shared,
-        key: AtomicUsize::new(NO_TASK),
-    };
-    (meta, WithInfo(schedule))
+    (TaskMeta::remote(shared), WithInfo(schedule))
 }
 
 /// The reactor of the calling thread's loop.
@@ -517,8 +541,13 @@ impl crate::task::Registry for LoopRegistry {
     }
 }
 
-/// Removes the running task's record: its future is being dropped (see `task::Slot`).
+/// Removes the running task's record: its future has been dropped (see `task::Tracked`).
 fn task_dropped() {
+    // No loop on this thread (or it is being dropped): no record to remove, and no reason to
+    // create a loop here. A `const` thread-local, cheaper than `LOCAL.try_with`.
+    if CURRENT.with(Cell::get).is_null() {
+        return;
+    }
     let record = LOCAL
         .try_with(|local| {
             let key = local.current.get();
@@ -535,10 +564,26 @@ fn task_dropped() {
 
 /// Gives the running task (spawned from another thread) its name and location.
 fn name_running_task(origin: Origin) {
-    LOCAL.with(|local| {
+    if CURRENT.with(Cell::get).is_null() {
+        return;
+    }
+    let _ = LOCAL.try_with(|local| {
         let key = local.current.get();
         local.tasks.borrow_mut().set_origin(key, origin);
     });
+}
+
+/// Drops a `Send` task of another loop (one whose thread has exited) on this thread, with no
+/// task of this thread's loop marked as running meanwhile, so that the dropped task's wrapper
+/// leaves this loop's registry alone.
+pub(crate) fn drop_foreign(runnable: Runnable) {
+    if CURRENT.with(Cell::get).is_null() {
+        drop(runnable);
+        return;
+    }
+    let saved = LOCAL.with(|local| local.current.replace(NO_TASK));
+    drop(runnable);
+    LOCAL.with(|local| local.current.set(saved));
 }
 
 /// The counters of the calling thread's loop.
@@ -563,7 +608,7 @@ pub(crate) fn stats() -> Stats {
 /// The rows of `dump()` for the calling thread's loop.
 pub(crate) fn snapshot() -> Vec<TaskInfo> {
     LOCAL.with(|local| {
-        let key = |runnable: &Runnable| runnable.metadata().key.load(Ordering::Relaxed);
+        let key = |runnable: &Runnable| runnable.metadata().key();
         let scheduled: Vec<usize> = local
             .queue
             .borrow()

@@ -40,7 +40,10 @@ impl Handle {
     /// Starts `future` on the handle's loop, from any thread.
     ///
     /// The returned [`Task`] can be awaited from anywhere (it is `Send` when `T` is). If the
-    /// loop's thread has exited, the task never runs.
+    /// loop's thread has exited, the task never runs: `future` is dropped here, on the calling
+    /// thread, so its destructors run and its sockets close, and awaiting the `Task` panics
+    /// with a message that says the loop is gone (as it does for a task its loop dropped at
+    /// thread exit).
     ///
     /// The task joins the loop's registry ([`dump`](crate::dump), [`stats`](crate::stats))
     /// when the loop first runs it: registering it here would take the loop's thread-local

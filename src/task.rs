@@ -24,12 +24,10 @@ impl Panicked {
 impl Drop for Panicked {
     fn drop(&mut self) {
         if let Some(payload) = &self.0 {
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(non-string panic payload)");
-            log::error!("untangle: a task nobody awaits panicked: {message}");
+            log::error!(
+                "untangle: a task nobody awaits panicked: {}",
+                message(&**payload)
+            );
         }
     }
 }
@@ -37,9 +35,15 @@ impl Drop for Panicked {
 /// Wraps a task's future: a panic ends the task, not the loop, and dropping the future removes
 /// the task's record from its loop's registry.
 ///
+/// A panic while the future is *dropped* is caught too: async-task aborts the process when a
+/// future's destructor panics, so the wrapper drops the future itself, inside `catch_unwind`,
+/// as soon as it completes (a panic there becomes the task's panic, as in tokio) or when the
+/// task is cancelled (the panic is logged: nobody awaits a cancelled task's output).
+///
 /// `origin` is set only for tasks spawned from another thread ([`Handle::spawn`]
 /// (crate::Handle::spawn)): their record is created by the loop when it first runs them, and
-/// filled in with the name and location at the first poll.
+/// filled in with the name and location at the first poll, or before the future is dropped if
+/// the task was cancelled before it ever ran.
 ///
 /// A hand-written future rather than an `async` block around `catch_unwind()`: an `async`
 /// block keeps the captured future and the future it awaits in separate fields, which would
@@ -49,47 +53,69 @@ pub(crate) fn tracked<F: Future, R: Registry>(
     origin: Option<Box<Origin>>,
 ) -> Tracked<F, R> {
     Tracked {
-        future,
-        slot: Slot {
-            origin,
-            registry: PhantomData,
-        },
+        future: Some(future),
+        origin,
+        registry: PhantomData,
     }
 }
 
 /// What the wrapper tells the loop's registry: a zero-sized type, so the executor can plug
 /// itself in without this file depending on it.
 pub(crate) trait Registry {
-    /// The running task's future is being dropped: remove its record.
+    /// The running task's future has been dropped: remove its record.
     fn dropped();
-    /// The running task (spawned from another thread) polls for the first time: name it.
+    /// The running task (spawned from another thread) polls for the first time, or is dropped
+    /// before it ever polled: name it.
     fn named(origin: Origin);
 }
 
 pin_project_lite::pin_project! {
     /// Future of [`tracked`].
     pub(crate) struct Tracked<F, R: Registry> {
-        // Dropped before `slot`: the future's destructors run while the record still exists.
+        // `None` once dropped: when it completed, panicked, or with the wrapper. `Pin::set`
+        // drops it in place, which is what lets the wrapper catch a panicking destructor.
         #[pin]
-        future: F,
-        slot: Slot<R>,
+        future: Option<F>,
+        origin: Option<Box<Origin>>,
+        // `fn() -> R`: no `R` is stored, and `Send`/`Sync` do not depend on it.
+        registry: PhantomData<fn() -> R>,
+    }
+
+    impl<F, R: Registry> PinnedDrop for Tracked<F, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // async-task drops a future only inside its `Runnable::run` (when it completes or
+            // was cancelled) or with its `Runnable` (while the loop itself is dropped, when
+            // the registry is already gone, or on the thread of a `Handle::spawn` whose loop
+            // has exited, with no task running): so the loop's running task, if any, is this
+            // one.
+            if let Some(origin) = this.origin.take() {
+                R::named(*origin);
+            }
+            if let Err(payload) = drop_caught(this.future) {
+                log::error!(
+                    "untangle: a cancelled task's future panicked while being dropped: {}",
+                    message(&*payload)
+                );
+            }
+            // After the future's destructors ran, so that they still see the task's record.
+            R::dropped();
+        }
     }
 }
 
-/// The registry side of a task's future; its `Drop` removes the task's record.
-struct Slot<R: Registry> {
-    origin: Option<Box<Origin>>,
-    /// `fn() -> R`: no `R` is stored, and `Send`/`Sync` do not depend on it.
-    registry: PhantomData<fn() -> R>,
+/// Drops a pinned future in place, catching a panic of its destructor.
+fn drop_caught<F>(mut future: Pin<&mut Option<F>>) -> std::thread::Result<()> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| future.set(None)))
 }
 
-impl<R: Registry> Drop for Slot<R> {
-    fn drop(&mut self) {
-        // async-task drops a future only inside its `Runnable::run` (when it completes or was
-        // cancelled) or with its `Runnable` (only while the loop itself is dropped, when the
-        // registry is already gone): so the loop's running task is this one.
-        R::dropped();
-    }
+/// The message of a panic payload.
+fn message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
 }
 
 impl<F: Future, R: Registry> Future for Tracked<F, R> {
@@ -97,15 +123,35 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(origin) = this.slot.origin.take() {
+        if let Some(origin) = this.origin.take() {
             R::named(*origin);
         }
-        let future = this.future;
+        let mut slot = this.future;
+        let Some(future) = slot.as_mut().as_pin_mut() else {
+            // async-task never polls a task again once it returned `Ready`.
+            return Poll::Pending;
+        };
         // `AssertUnwindSafe` is sound here because a panicked task is never polled again.
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(Panicked(Some(payload)))),
+            Ok(Poll::Ready(value)) => match drop_caught(slot) {
+                Ok(()) => Poll::Ready(Ok(value)),
+                // Its destructor panicked: that is the task's outcome, as in tokio.
+                Err(payload) => {
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value)));
+                    Poll::Ready(Err(Panicked(Some(payload))))
+                }
+            },
+            Err(payload) => {
+                // The first panic is the one to report; one more from the destructor is logged.
+                if let Err(again) = drop_caught(slot) {
+                    log::error!(
+                        "untangle: a panicked task's future panicked again while being dropped: {}",
+                        message(&*again)
+                    );
+                }
+                Poll::Ready(Err(Panicked(Some(payload))))
+            }
         }
     }
 }
@@ -120,9 +166,16 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
 /// If the task panics, the panic is caught so the loop goes on; awaiting the `Task` re-raises
 /// it, and a panic of a task nobody awaits is logged with `log::error!`.
 ///
+/// A panic of the future's destructor (when the task completes, is cancelled, or its loop's
+/// thread exits) is caught as well: at completion it becomes the task's panic, re-raised where
+/// the `Task` is awaited (as in tokio); otherwise it is logged. It never aborts the process
+/// nor unwinds into the loop.
+///
 /// # Panics
 /// Awaiting a task whose loop's thread exited before the task completed panics (the loop
-/// dropped the task's future when its thread exited; see [`block_on`](crate::block_on)).
+/// dropped the task's future when its thread exited; see [`block_on`](crate::block_on)), and so
+/// does awaiting one spawned with [`Handle::spawn`](crate::Handle::spawn) onto a loop whose
+/// thread had already exited (its future was dropped by `spawn`).
 #[must_use = "dropping a Task cancels it; call .detach() to let it run"]
 pub struct Task<T>(pub(crate) async_task::FallibleTask<Result<T, Panicked>, TaskMeta>);
 
@@ -159,7 +212,7 @@ impl<T> Future for Task<T> {
             // Only the loop closes a task without output (a `Task` that cancels is consumed).
             Poll::Ready(None) => panic!(
                 "untangle: awaited a task whose loop's thread exited before the task completed; \
-                 the loop dropped the task's future when its thread exited"
+                 its future was dropped without completing"
             ),
             Poll::Pending => Poll::Pending,
         }
