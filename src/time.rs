@@ -17,6 +17,7 @@ use futures_lite::Stream;
 use crate::clock;
 use crate::executor;
 use crate::reactor::Reactor;
+use crate::timer;
 
 /// Waits until `duration` has passed.
 ///
@@ -88,6 +89,7 @@ impl Sleep {
     fn unregister(&mut self) {
         if let Some((reactor, id)) = self.registration.take() {
             reactor.remove_timer(self.deadline, id);
+            timer::drop_removed();
         }
     }
 }
@@ -112,7 +114,9 @@ impl Future for Sleep {
             // A sleep fires on the loop that polls it now: one moved to another thread's loop
             // leaves the first (which may be idle or gone).
             if reactor.id() == here {
-                if reactor.update_timer(deadline, *id, cx.waker()) {
+                let updated = reactor.update_timer(deadline, *id, cx.waker());
+                timer::drop_removed();
+                if updated {
                     return Poll::Pending;
                 }
             } else {
@@ -173,9 +177,32 @@ impl From<Elapsed> for std::io::Error {
 /// });
 /// ```
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    race(future, sleep(duration)).await
+}
+
+/// Runs `future`, giving up at `deadline` (on the loop's clock, see [`now`]); [`timeout`] with
+/// an instant rather than a duration.
+///
+/// As with `timeout`, the future is polled first: one that is ready at once wins even when the
+/// deadline has already passed.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use untangle::time::{self, sleep, timeout_at};
+/// untangle::block_on(async {
+///     let deadline = time::now() + Duration::from_millis(1);
+///     assert!(timeout_at(deadline, sleep(Duration::from_secs(60))).await.is_err());
+/// });
+/// ```
+pub async fn timeout_at<F: Future>(deadline: Instant, future: F) -> Result<F::Output, Elapsed> {
+    race(future, sleep_until(deadline)).await
+}
+
+async fn race<F: Future>(future: F, timer: Sleep) -> Result<F::Output, Elapsed> {
     let value = async { Ok(future.await) };
     let expired = async {
-        sleep(duration).await;
+        timer.await;
         Err(Elapsed(()))
     };
     futures_lite::future::or(value, expired).await
@@ -183,9 +210,12 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Outp
 
 /// Returns an [`Interval`] that ticks at once, then every `period`.
 ///
-/// Missed ticks are skipped, not burst: if the task was busy past one or more ticks, the next
-/// [`tick`](Interval::tick) completes at once and later ticks stay on the original schedule
-/// (`start + n * period`). A zero `period` is treated as one nanosecond.
+/// Missed ticks are skipped, not burst (tokio's `MissedTickBehavior::Skip`; tokio defaults to
+/// `Burst`): if the task was busy past one or more ticks, the next [`tick`](Interval::tick)
+/// completes at once, returning the first missed tick's instant, and later ticks stay on the
+/// original schedule (`start + n * period`), the next one being the first still in the future.
+/// So a slow consumer never gets a burst of immediate ticks. A zero `period` is treated as one
+/// nanosecond (tokio panics).
 ///
 /// # Example
 /// ```
@@ -198,10 +228,27 @@ pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Outp
 /// });
 /// ```
 pub fn interval(period: Duration) -> Interval {
+    interval_at(clock::now(), period)
+}
+
+/// Returns an [`Interval`] whose first tick is at `start`, then every `period` (tokio's
+/// `interval_at`); missed ticks are skipped as with [`interval`].
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use untangle::time::{self, interval_at};
+/// untangle::block_on(async {
+///     let start = time::now() + Duration::from_millis(2);
+///     let mut every = interval_at(start, Duration::from_millis(5));
+///     assert_eq!(every.tick().await, start);
+/// });
+/// ```
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
     let period = period.max(Duration::from_nanos(1));
     Interval {
         period,
-        sleep: sleep_until(clock::now()),
+        sleep: sleep_until(start),
     }
 }
 

@@ -2,10 +2,40 @@
 //!
 //! A `BTreeMap` keyed by `(deadline, id)` gives ordered expiry, O(log n) insert and removal
 //! (dropping a sleep removes its entry at once), and the next deadline for the reactor's wait.
+//!
+//! A waker that a timer lets go of (its sleep was dropped, or polled by another task) is never
+//! dropped while the timers' lock is held: its destructor may drop a sleep of its own (tokio's
+//! `drop_from_waker_drop`), which would take the lock again and deadlock. It is set aside in a
+//! thread-local instead, and [`drop_removed`] drops it once the caller released the lock.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::task::Waker;
 use std::time::Instant;
+
+thread_local! {
+    /// Wakers removed under the timers' lock, waiting for [`drop_removed`]. Drained in place,
+    /// so it allocates once per thread, not once per cancelled sleep.
+    static REMOVED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets a waker aside, to be dropped by [`drop_removed`] outside the lock.
+fn set_aside(waker: Waker) {
+    // At thread exit the list is gone; the waker is then dropped here (by the failed call).
+    let _ = REMOVED.try_with(|removed| removed.borrow_mut().push(waker));
+}
+
+/// Drops the wakers the timers let go of on this thread; call it after the lock is released.
+pub(crate) fn drop_removed() {
+    // One at a time, outside the borrow: a waker's destructor may remove more timers.
+    while let Some(waker) = REMOVED
+        .try_with(|removed| removed.borrow_mut().pop())
+        .ok()
+        .flatten()
+    {
+        drop(waker);
+    }
+}
 
 /// The timers of one loop.
 #[derive(Default)]
@@ -29,7 +59,7 @@ impl Timers {
         match self.map.get_mut(&(deadline, id)) {
             Some(current) => {
                 if !current.will_wake(waker) {
-                    current.clone_from(waker);
+                    set_aside(std::mem::replace(current, waker.clone()));
                 }
                 true
             }
@@ -55,9 +85,11 @@ impl Timers {
             .map(|(&(deadline, _), _)| deadline)
     }
 
-    /// Removes a timer, if it has not fired yet.
+    /// Removes a timer, if it has not fired yet (its waker is set aside for [`drop_removed`]).
     pub(crate) fn remove(&mut self, deadline: Instant, id: u64) {
-        self.map.remove(&(deadline, id));
+        if let Some(waker) = self.map.remove(&(deadline, id)) {
+            set_aside(waker);
+        }
     }
 
     /// Moves the wakers of every timer due at `now` into `out`; returns the next deadline.

@@ -421,13 +421,12 @@ fn a_remote_task_cancelled_before_its_first_run_shows_its_spawn_site_in_a_dump()
                 }
             }
             let guard = DumpOnDrop;
+            let future = async move {
+                let _guard = guard;
+            };
+            let builder = untangle::Builder::new().name("remote-never-ran");
             line.store(line!() as usize + 1, Ordering::SeqCst);
-            let task =
-                untangle::Builder::new()
-                    .name("remote-never-ran")
-                    .spawn_on(&handle, async move {
-                        let _guard = guard;
-                    });
+            let task = builder.spawn_on(&handle, future);
             drop(task);
         })
         .join()
