@@ -66,11 +66,22 @@ pub(crate) fn resume() -> bool {
     })
 }
 
-/// Moves a paused clock forward by `by`.
+/// How far "forever" is: the deadline of a sleep whose duration overflows `Instant`.
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `at + by`, or about 30 years after `at` when that overflows (`Duration::MAX`).
+pub(crate) fn saturating_add(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
+/// Moves a paused clock forward by `by`; a duration too large for an `Instant` moves it as far
+/// as the farthest deadline a sleep can have, so `advance(Duration::MAX)` fires every timer.
 pub(crate) fn advance(by: Duration) {
     CLOCK.with(|c| {
         if let Some(mut v) = c.get().filter(|v| v.paused) {
-            v.base = v.base.checked_add(by).unwrap_or(v.base);
+            v.base = saturating_add(v.base, by);
             c.set(Some(v));
         }
     });

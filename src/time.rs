@@ -21,6 +21,10 @@ use crate::timer;
 
 /// Waits until `duration` has passed.
 ///
+/// A zero duration completes at the first poll without registering a timer; one too large for
+/// an `Instant` (such as `Duration::MAX`) waits about 30 years, in effect forever, without
+/// overflowing.
+///
 /// # Example
 /// ```
 /// use std::time::{Duration, Instant};
@@ -44,9 +48,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 
 /// `now + duration`, or a deadline about 30 years away when that overflows.
 fn far_future_saturating(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration)
-        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
-        .unwrap_or(now)
+    clock::saturating_add(now, duration)
 }
 
 /// Future returned by [`sleep`] and [`sleep_until`].
@@ -356,7 +358,8 @@ pub fn resume() {
     clock::resume();
 }
 
-/// Moves this thread's paused clock forward by `duration`, then yields so that the tasks of
+/// Moves this thread's paused clock forward by `duration` (`Duration::MAX` moves it past every
+/// deadline a sleep can have), then yields so that the tasks of
 /// every timer now due run before this one continues. Timers due later stay pending.
 ///
 /// # Panics

@@ -596,3 +596,18 @@ fn a_sleep_reset_from_another_thread_wakes_its_task_at_the_new_deadline() {
         assert!(start.elapsed() < Duration::from_secs(60));
     });
 }
+
+#[test]
+fn advance_by_duration_max_fires_even_the_farthest_timer() {
+    paused(async {
+        let forever = untangle::spawn(sleep(Duration::MAX));
+        let year = untangle::spawn(sleep(Duration::from_secs(365 * 86_400)));
+        untangle::yield_now().await;
+        advance(Duration::MAX).await;
+        assert!(year.is_finished());
+        assert!(
+            forever.is_finished(),
+            "advance(MAX) left the clock where it was"
+        );
+    });
+}
