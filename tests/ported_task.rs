@@ -537,3 +537,63 @@ fn detached_task_finishes_and_is_finished_is_true_for_every_kind_of_end() {
         assert_eq!(pending.cancel().await, None);
     });
 }
+
+#[test]
+fn a_local_tasks_handle_can_be_awaited_from_another_thread() {
+    // tokio task_local_set: join_local_future_elsewhere. The future is not `Send`, its output
+    // is, so its `Task` can travel; the other thread's executor is woken by our loop.
+    let _watchdog = watchdog("a_local_tasks_handle_can_be_awaited_from_another_thread");
+    run(async {
+        let (tx, rx) = async_channel::bounded::<()>(1);
+        let local = Rc::new(5u32);
+        let task = spawn(async move {
+            rx.recv().await.unwrap();
+            *local + 1
+        });
+        let joiner = thread::spawn(move || futures_lite::future::block_on(task));
+        untangle::time::sleep(Duration::from_millis(5)).await;
+        tx.send(()).await.unwrap();
+        while !joiner.is_finished() {
+            untangle::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(joiner.join().unwrap(), 6);
+    });
+}
+
+#[test]
+fn a_finished_tasks_output_outlives_its_loop_and_is_dropped_with_its_handle() {
+    // async-executor drop.rs: drop_executor_and_then_drop_finished_task.
+    struct Output(Arc<AtomicUsize>);
+    impl Drop for Output {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let counter = drops.clone();
+    let (kept, dropped) = thread::spawn(move || {
+        block_on(async move {
+            let kept = spawn({
+                let counter = counter.clone();
+                async move { (7, Output(counter)) }
+            });
+            let dropped = spawn(async move { Output(counter) });
+            yield_now().await;
+            assert!(kept.is_finished() && dropped.is_finished());
+            (kept, dropped)
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "outputs live in their tasks"
+    );
+    drop(dropped);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    let (value, output) = block_on(kept);
+    assert_eq!(value, 7);
+    drop(output);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
