@@ -52,7 +52,7 @@ const EVENTS_CAPACITY: usize = 1024;
 /// its loop (found in the task's metadata).
 ///
 /// A plain `fn`, so `async_task` needs no temporary reference around the call.
-fn schedule(runnable: Runnable, info: ScheduleInfo) {
+pub(crate) fn schedule(runnable: Runnable, info: ScheduleInfo) {
     if ptr::eq(
         CURRENT.with(Cell::get),
         Arc::as_ptr(&runnable.metadata().shared),
@@ -282,8 +282,7 @@ impl Drop for Local {
                 }
             }
         }
-        let teardown = TEARDOWN.try_with(|t| t.borrow_mut().take());
-        drop(teardown);
+        let _ = TEARDOWN.try_with(|t| t.borrow_mut().take());
     }
 }
 
@@ -471,9 +470,6 @@ where
     }
 }
 
-/// The schedule function every task uses, as async-task takes it.
-pub(crate) type Schedule = WithInfo<fn(Runnable, ScheduleInfo)>;
-
 /// The loop state of the calling thread, shared with other threads (for [`Handle`](crate::Handle)).
 pub(crate) fn current_shared() -> Arc<Shared> {
     LOCAL.with(|local| local.shared.clone())
@@ -487,12 +483,6 @@ pub(crate) fn polling_main() -> bool {
 /// Keeps the waker of a `block_on` future that yields, to wake it after the next I/O check.
 pub(crate) fn defer_main(waker: &Waker) {
     LOCAL.with(|local| local.yielded.borrow_mut().push(waker.clone()));
-}
-
-/// A task's metadata for a task spawned from another thread onto `shared`'s loop, and the
-/// schedule function every task uses.
-pub(crate) fn remote_task_parts(shared: Arc<Shared>) -> (TaskMeta, Schedule) {
-    (TaskMeta::remote(shared), WithInfo(schedule))
 }
 
 /// The reactor of the calling thread's loop.
@@ -589,19 +579,11 @@ pub(crate) fn drop_foreign(runnable: Runnable) {
 /// The counters of the calling thread's loop.
 pub(crate) fn stats() -> Stats {
     LOCAL.with(|local| {
-        let c = &local.counters;
-        Stats {
-            tasks_alive: local.tasks.borrow().len() as u64,
-            tasks_spawned: c.spawned.get(),
-            polls: c.polls.get(),
-            local_wakes: c.local_wakes.get(),
-            remote_wakes: c.remote_wakes.get(),
-            blocking_waits: c.blocking_waits.get(),
-            nonblocking_waits: c.nonblocking_waits.get(),
-            events: c.events.get(),
-            timers: local.shared.reactor.timers_len() as u64,
-            sources: local.shared.reactor.len() as u64,
-        }
+        let reactor = &local.shared.reactor;
+        let alive = local.tasks.borrow().len();
+        local
+            .counters
+            .stats(alive, reactor.timers_len(), reactor.len())
     })
 }
 

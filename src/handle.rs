@@ -6,9 +6,10 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::executor::{self, LoopRegistry};
-use crate::shared::Shared;
+use crate::shared::{Shared, TaskMeta};
 use crate::task::{tracked, Task};
 use crate::task_info::Origin;
+use async_task::WithInfo;
 
 /// A handle to a thread's loop, usable from any thread to spawn `Send` tasks onto it.
 ///
@@ -62,11 +63,11 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (meta, schedule) = executor::remote_task_parts(self.shared.clone());
+        let meta = TaskMeta::remote(self.shared.clone());
         let origin = Some(Box::new(origin));
         let (runnable, task) = async_task::Builder::new().metadata(meta).spawn(
             move |_| tracked::<_, LoopRegistry>(future, origin),
-            schedule,
+            WithInfo(executor::schedule),
         );
         runnable.schedule();
         Task(task.fallible())

@@ -15,6 +15,24 @@ pub(crate) struct Counters {
     pub(crate) events: Cell<u64>,
 }
 
+impl Counters {
+    /// The counters, with the figures the loop counts otherwise: live tasks, timers, sources.
+    pub(crate) fn stats(&self, tasks_alive: usize, timers: usize, sources: usize) -> Stats {
+        Stats {
+            tasks_alive: tasks_alive as u64,
+            tasks_spawned: self.spawned.get(),
+            polls: self.polls.get(),
+            local_wakes: self.local_wakes.get(),
+            remote_wakes: self.remote_wakes.get(),
+            blocking_waits: self.blocking_waits.get(),
+            nonblocking_waits: self.nonblocking_waits.get(),
+            events: self.events.get(),
+            timers: timers as u64,
+            sources: sources as u64,
+        }
+    }
+}
+
 pub(crate) fn bump(counter: &Cell<u64>, by: u64) {
     counter.set(counter.get().wrapping_add(by));
 }
