@@ -32,6 +32,30 @@ impl Drop for Panicked {
     }
 }
 
+/// A task's output as async-task stores it. A detached task's output is dropped by async-task
+/// inside `abort_on_panic`, so a panicking destructor there would abort the process: this
+/// wrapper catches and logs it (the value handed to an awaiter is taken out first).
+pub(crate) struct Output<T>(Option<T>);
+
+impl<T> Output<T> {
+    fn into_inner(mut self) -> T {
+        self.0.take().expect("an output is taken once")
+    }
+}
+
+impl<T> Drop for Output<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+                log::error!(
+                    "untangle: the output of a task nobody awaited panicked while being dropped: {}",
+                    message(&*payload)
+                );
+            }
+        }
+    }
+}
+
 /// Wraps a task's future: a panic ends the task, not the loop, and dropping the future removes
 /// the task's record from its loop's registry.
 ///
@@ -119,7 +143,7 @@ fn message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 impl<F: Future, R: Registry> Future for Tracked<F, R> {
-    type Output = Result<F::Output, Panicked>;
+    type Output = Result<Output<F::Output>, Panicked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -135,7 +159,7 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(value)) => match drop_caught(slot) {
-                Ok(()) => Poll::Ready(Ok(value)),
+                Ok(()) => Poll::Ready(Ok(Output(Some(value)))),
                 // Its destructor panicked: that is the task's outcome, as in tokio.
                 Err(payload) => {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value)));
@@ -168,8 +192,9 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
 ///
 /// A panic of the future's destructor (when the task completes, is cancelled, or its loop's
 /// thread exits) is caught as well: at completion it becomes the task's panic, re-raised where
-/// the `Task` is awaited (as in tokio); otherwise it is logged. It never aborts the process
-/// nor unwinds into the loop.
+/// the `Task` is awaited (as in tokio); otherwise it is logged. So is a panic of the
+/// destructor of an output nobody takes (a detached task's, or one left in a dropped `Task`).
+/// None of them aborts the process or unwinds into the loop.
 ///
 /// # Panics
 /// Awaiting a task whose loop's thread exited before the task completed panics (the loop
@@ -177,7 +202,7 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
 /// does awaiting one spawned with [`Handle::spawn`](crate::Handle::spawn) onto a loop whose
 /// thread had already exited (its future was dropped by `spawn`).
 #[must_use = "dropping a Task cancels it; call .detach() to let it run"]
-pub struct Task<T>(pub(crate) async_task::FallibleTask<Result<T, Panicked>, TaskMeta>);
+pub struct Task<T>(pub(crate) async_task::FallibleTask<Result<Output<T>, Panicked>, TaskMeta>);
 
 impl<T> Task<T> {
     /// Lets the task run to completion without a handle; its output is dropped.
@@ -191,7 +216,7 @@ impl<T> Task<T> {
     /// dropped with its loop). If the task had panicked, the panic is re-raised here.
     pub async fn cancel(self) -> Option<T> {
         match self.0.cancel().await? {
-            Ok(value) => Some(value),
+            Ok(value) => Some(value.into_inner()),
             Err(panicked) => panicked.resume(),
         }
     }
@@ -207,7 +232,7 @@ impl<T> Future for Task<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match Pin::new(&mut self.0).poll(cx) {
-            Poll::Ready(Some(Ok(value))) => Poll::Ready(value),
+            Poll::Ready(Some(Ok(value))) => Poll::Ready(value.into_inner()),
             Poll::Ready(Some(Err(panicked))) => panicked.resume(),
             // Only the loop closes a task without output (a `Task` that cancels is consumed).
             Poll::Ready(None) => panic!(

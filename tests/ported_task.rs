@@ -1,6 +1,6 @@
 //! Task behaviour that tokio's `task_abort.rs`, `rt_common.rs` and `task_local_set.rs`, and
-//! async-executor's and async-task's suites test, ported to untangle: panics in a future's
-//! destructor, cancellation of finished, running and never-run tasks, tasks that spawn or wake
+//! async-executor's and async-task's suites test, ported to untangle (panicking destructors are
+//! in `ported_task_panic.rs`): cancellation of finished, running and never-run tasks, tasks that spawn or wake
 //! themselves from their destructors, wakes from other threads after a task finished, and
 //! `Handle::spawn` onto a loop whose thread has exited.
 
@@ -16,128 +16,9 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
-use common::{install_capture_logger, logged, panic_message, run, watchdog, DropFlag};
+use common::{panic_message, run, watchdog, DropFlag};
 use futures_lite::FutureExt;
 use untangle::{block_on, spawn, yield_now, Handle};
-
-/// Panics when dropped (tokio's `PanicOnDrop`).
-struct PanicOnDrop(&'static str);
-
-impl Drop for PanicOnDrop {
-    fn drop(&mut self) {
-        panic!("{}", self.0);
-    }
-}
-
-/// A future that completes at once and whose destructor panics.
-struct ReadyThenPanicOnDrop;
-
-impl Future for ReadyThenPanicOnDrop {
-    type Output = u32;
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
-        Poll::Ready(5)
-    }
-}
-
-impl Drop for ReadyThenPanicOnDrop {
-    fn drop(&mut self) {
-        panic!("destructor after completion");
-    }
-}
-
-#[test]
-fn cancelling_a_task_whose_destructor_panics_neither_aborts_nor_stops_the_loop() {
-    // tokio: test_abort_task_that_panics_on_drop_contained. async-task aborts the process when
-    // a future's destructor panics; the loop must catch it first.
-    install_capture_logger();
-    run(async {
-        let task = spawn(async {
-            let _guard = PanicOnDrop("destructor of a cancelled task");
-            untangle::time::sleep(Duration::from_secs(100)).await;
-        });
-        yield_now().await;
-        drop(task);
-        yield_now().await;
-        yield_now().await;
-        assert_eq!(spawn(async { 7 }).await, 7);
-    });
-    assert!(logged("destructor of a cancelled task"));
-}
-
-#[test]
-fn cancel_of_a_task_whose_destructor_panics_returns_none() {
-    install_capture_logger();
-    run(async {
-        let task = spawn(async {
-            let _guard = PanicOnDrop("destructor during cancel");
-            std::future::pending::<u32>().await
-        });
-        yield_now().await;
-        assert_eq!(task.cancel().await, None);
-        assert_eq!(untangle::stats().tasks_alive, 0);
-    });
-    assert!(logged("destructor during cancel"));
-}
-
-#[test]
-fn a_destructor_panic_after_completion_is_the_tasks_panic() {
-    // tokio: test_abort_task_that_panics_on_drop_returned (a panic while the finished future is
-    // dropped is reported through the join handle).
-    run(async {
-        let task = spawn(ReadyThenPanicOnDrop);
-        let caught = std::panic::AssertUnwindSafe(task).catch_unwind().await;
-        let payload = caught.expect_err("the destructor's panic is re-raised at await");
-        assert_eq!(panic_message(&*payload), "destructor after completion");
-        assert_eq!(untangle::stats().tasks_alive, 0);
-    });
-}
-
-/// A future whose `poll` panics, and whose destructor, run after that unwinding ended, panics
-/// again. (A panic in a destructor *during* an unwind aborts any Rust program; this is not that.)
-struct PanicInPollAndDrop;
-
-impl Future for PanicInPollAndDrop {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        panic!("first panic, in poll");
-    }
-}
-
-impl Drop for PanicInPollAndDrop {
-    fn drop(&mut self) {
-        panic!("second panic, in the destructor");
-    }
-}
-
-#[test]
-fn a_task_panicking_in_poll_then_in_its_destructor_reports_the_first_panic() {
-    install_capture_logger();
-    run(async {
-        let task = spawn(PanicInPollAndDrop);
-        let caught = std::panic::AssertUnwindSafe(task).catch_unwind().await;
-        assert_eq!(panic_message(&*caught.unwrap_err()), "first panic, in poll");
-        assert_eq!(spawn(async { 1 }).await, 1);
-    });
-    assert!(logged("second panic, in the destructor"));
-}
-
-#[test]
-fn pending_task_whose_destructor_panics_at_thread_exit_does_not_abort() {
-    install_capture_logger();
-    thread::spawn(|| {
-        block_on(async {
-            spawn(async {
-                let _guard = PanicOnDrop("destructor at thread exit");
-                std::future::pending::<()>().await
-            })
-            .detach();
-            yield_now().await;
-        })
-    })
-    .join()
-    .expect("the loop's thread exits normally");
-    assert!(logged("destructor at thread exit"));
-}
 
 /// Spawns a task from its destructor and records that the whole destructor ran.
 struct SpawnOnDrop(Rc<Cell<u32>>);
