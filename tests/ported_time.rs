@@ -561,3 +561,20 @@ fn advance_by_duration_max_fires_even_the_farthest_timer() {
         );
     });
 }
+
+#[test]
+fn advance_inside_a_task_runs_the_tasks_of_due_timers_first() {
+    paused(async {
+        untangle::spawn(async {
+            let start = time::now();
+            let due = untangle::spawn(sleep(ms(10)));
+            let later = untangle::spawn(sleep(ms(100)));
+            untangle::yield_now().await;
+            advance(ms(50)).await;
+            assert!(due.is_finished(), "the due timer's task ran");
+            assert!(!later.is_finished(), "the later one did not");
+            assert_eq!(time::now() - start, ms(50));
+        })
+        .await;
+    });
+}
