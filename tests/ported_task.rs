@@ -478,3 +478,55 @@ fn a_finished_tasks_output_outlives_its_loop_and_is_dropped_with_its_handle() {
     drop(output);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
+
+/// Wakes its waker when the thread-local holding it is destroyed.
+struct WakeOnTlsDrop(RefCell<Option<Waker>>);
+
+impl Drop for WakeOnTlsDrop {
+    fn drop(&mut self) {
+        if let Some(waker) = self.0.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+thread_local!(static TLS_WAKER: WakeOnTlsDrop = const { WakeOnTlsDrop(RefCell::new(None)) });
+
+#[test]
+fn wakes_from_thread_local_destructors_before_or_after_the_loops_own() {
+    // tokio rt_common: wake_by_val_from_thread_local (another thread's exit wakes the task).
+    let _watchdog = watchdog("wakes_from_thread_local_destructors");
+    run(async {
+        let task = spawn(futures_lite::future::poll_fn({
+            let mut stored = false;
+            move |cx| {
+                if stored {
+                    return Poll::Ready(());
+                }
+                stored = true;
+                let waker = cx.waker().clone();
+                thread::spawn(move || TLS_WAKER.with(|w| *w.0.borrow_mut() = Some(waker)));
+                Poll::Pending
+            }
+        }));
+        task.await;
+    });
+    // On the loop's own thread, whichever of the two thread-locals is destroyed first.
+    for tls_first in [true, false] {
+        thread::spawn(move || {
+            if tls_first {
+                TLS_WAKER.with(|_| ());
+            }
+            block_on(async {
+                spawn(futures_lite::future::poll_fn(|cx| {
+                    TLS_WAKER.with(|w| *w.0.borrow_mut() = Some(cx.waker().clone()));
+                    Poll::<()>::Pending
+                }))
+                .detach();
+                yield_now().await;
+            });
+        })
+        .join()
+        .expect("no panic while thread-locals are destroyed");
+    }
+}
