@@ -149,22 +149,22 @@ impl UnixListener {
     }
 
     /// Waits for a connection.
+    ///
+    /// Any number of tasks may wait in `accept` on one listener: each has its own waker and
+    /// every one is woken when a connection arrives (see [`TcpListener::accept`]).
+    ///
+    /// [`TcpListener::accept`]: crate::net::TcpListener::accept
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        futures_lite::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
+        Ok((accepted(stream)?, addr))
     }
 
-    /// Polls for a connection.
+    /// Polls for a connection; a single waker, like `poll_read` (of several tasks polling at
+    /// once, only the last is woken).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
-        match self.inner.poll_op(READ, cx, |l| l.accept(), |_| false) {
-            Poll::Ready(Ok((stream, addr))) => Poll::Ready(
-                rustix::io::ioctl_fionbio(&stream, true)
-                    .map_err(io::Error::from)
-                    .and_then(|()| UnixStream::from_nonblocking(stream, true))
-                    .map(|s| (s, addr)),
-            ),
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => Poll::Pending,
-        }
+        self.inner
+            .poll_op(READ, cx, |l| l.accept(), |_| false)
+            .map(|result| result.and_then(|(stream, addr)| Ok((accepted(stream)?, addr))))
     }
 
     /// A stream of incoming connections.
@@ -206,6 +206,12 @@ impl fmt::Debug for UnixListener {
             .field(self.inner.get_ref())
             .finish()
     }
+}
+
+/// An accepted socket (std's `accept` sets only close-on-exec) as a non-blocking `UnixStream`.
+fn accepted(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+    rustix::io::ioctl_fionbio(&stream, true)?;
+    UnixStream::from_nonblocking(stream, true)
 }
 
 /// Stream of connections returned by [`UnixListener::incoming`].
