@@ -1,7 +1,7 @@
 //! TCP: [`TcpListener`] and [`TcpStream`].
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
@@ -354,7 +354,7 @@ impl TcpStream {
         let len = buf.len();
         // A short write filled the send buffer.
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write(buf), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send(s, buf), |&n| n < len)
     }
 
     fn poll_write_vectored_inner(
@@ -367,7 +367,7 @@ impl TcpStream {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write_vectored(bufs), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send_vectored(s, bufs), |&n| n < len)
     }
 }
 

@@ -4,7 +4,7 @@
 //! written with a leading NUL byte) or by a std [`SocketAddr`].
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -344,7 +344,7 @@ impl UnixStream {
         }
         let len = buf.len();
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write(buf), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send(s, buf), |&n| n < len)
     }
 
     fn poll_write_vectored_inner(
@@ -357,7 +357,7 @@ impl UnixStream {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write_vectored(bufs), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send_vectored(s, bufs), |&n| n < len)
     }
 }
 
