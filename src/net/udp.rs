@@ -143,9 +143,24 @@ impl UdpSocket {
         self.inner.get_ref().peer_addr()
     }
 
-    /// Enables or disables sending to broadcast addresses.
+    /// Enables or disables sending to broadcast addresses (`SO_BROADCAST`).
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get_ref().set_broadcast(on)
+    }
+
+    /// Whether sending to broadcast addresses is enabled.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.inner.get_ref().broadcast()
+    }
+
+    /// Sets the IP time-to-live (`IP_TTL`) of outgoing datagrams.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of outgoing datagrams.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get_ref().ttl()
     }
 }
 

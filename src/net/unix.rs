@@ -33,7 +33,7 @@ use std::os::linux::net::SocketAddrExt;
 /// after the NUL), the convention of tokio and async-io for `bind(path)`/`connect(path)`, since
 /// `Path` has no other way to spell one; std's `from_pathname` would reject it for containing a
 /// NUL. Any other path names a socket file.
-fn socket_addr(path: &Path) -> io::Result<SocketAddr> {
+pub(super) fn socket_addr(path: &Path) -> io::Result<SocketAddr> {
     match path.as_os_str().as_bytes() {
         [0, name @ ..] => abstract_addr(name),
         _ => SocketAddr::from_pathname(path),
