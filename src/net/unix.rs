@@ -313,6 +313,18 @@ impl UnixStream {
         self.inner.get_ref().shutdown(how)
     }
 
+    /// Waits until the stream may be readable (as [`TcpStream::readable`]).
+    ///
+    /// [`TcpStream::readable`]: crate::net::TcpStream::readable
+    pub async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await
+    }
+
+    /// Waits until the stream may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.inner.writable().await
+    }
+
     fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));

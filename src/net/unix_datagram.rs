@@ -109,8 +109,9 @@ impl UnixDatagram {
         self.inner.get_ref().peer_addr()
     }
 
-    /// Shuts down the read half, the write half or both: later receives return `Ok(0)` at
-    /// once, later sends fail with `BrokenPipe`.
+    /// Shuts down the read half, the write half or both. Later sends fail with `BrokenPipe`;
+    /// unlike a stream's, a datagram socket's receives do not end at a shut-down read half (on
+    /// Linux they go on waiting for datagrams that can no longer come).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get_ref().shutdown(how)
     }
