@@ -411,3 +411,49 @@ fn datagram_converts_from_std() {
         assert_eq!(&buf[..n], b"from std");
     });
 }
+
+/// A peer that passes a file descriptor (`SCM_RIGHTS`) along with some bytes: a read stops at
+/// the end of that message though more data is queued behind it, so the short read must not
+/// be taken to mean the socket is drained (no further event would announce that data).
+#[test]
+fn data_queued_behind_a_message_carrying_fds_is_read_without_a_new_event() {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::io::{IoSlice, Write};
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+    run(async {
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut ours = UnixStream::try_from(ours).unwrap();
+        // The reader parks first, so the loop's next wait consumes one event for both sends.
+        let reader = spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0; 64];
+            while got.len() < 10 {
+                let n = untangle::time::timeout(Duration::from_secs(10), ours.read(&mut buf))
+                    .await
+                    .expect("data behind the fd-carrying message was never read")
+                    .unwrap();
+                assert_ne!(n, 0, "early EOF");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        settle().await;
+        let passed = std::fs::File::open("/dev/null").unwrap();
+        let fds = [passed.as_fd()];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        let sent = rustix::net::sendmsg(
+            &peer,
+            &[IoSlice::new(b"hello")],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(sent, 5);
+        peer.write_all(b"world").unwrap();
+        assert_eq!(reader.await, b"helloworld");
+    });
+}

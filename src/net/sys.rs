@@ -3,10 +3,13 @@
 //! on Linux and the BSDs), or right after with `ioctl(FIONBIO)` and `fcntl(FD_CLOEXEC)` where it
 //! cannot (Apple's systems, among others); and stream writes that never raise `SIGPIPE`.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketAddrAny, SocketType};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvFlags, ReturnFlags, SendAncillaryBuffer, SendFlags,
+    SocketAddrAny, SocketType,
+};
 
 /// `MSG_NOSIGNAL` where it exists. Apple's systems have no such flag; there every socket this
 /// crate creates has `SO_NOSIGPIPE` instead (as std's do).
@@ -103,4 +106,17 @@ pub(crate) fn send_vectored(socket: impl AsFd, bufs: &[IoSlice<'_>]) -> io::Resu
         &mut control,
         NO_SIGPIPE,
     )?)
+}
+
+/// Reads from a connected Unix stream socket; returns the byte count and whether the kernel
+/// discarded ancillary data (`MSG_CTRUNC`: a peer passed file descriptors, which this crate
+/// does not receive; the kernel closes them). A read stops at the end of such a message even
+/// when more data is queued, so such a short read does not mean the socket is drained.
+pub(crate) fn recv_stream(
+    socket: impl AsFd,
+    bufs: &mut [IoSliceMut<'_>],
+) -> io::Result<(usize, bool)> {
+    let mut control = RecvAncillaryBuffer::new(&mut []);
+    let msg = rustix::net::recvmsg(socket, bufs, &mut control, RecvFlags::empty())?;
+    Ok((msg.bytes, msg.flags.contains(ReturnFlags::CTRUNC)))
 }

@@ -4,7 +4,7 @@
 //! written with a leading NUL byte) or by a std [`SocketAddr`].
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -326,15 +326,7 @@ impl UnixStream {
     }
 
     fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        // A short read clears read readiness (unless the peer's FIN was seen): see
-        // `Async::poll_read_stream`. (A peer passing fds with SCM_RIGHTS could make a plain
-        // read stop early at a message boundary; this type offers no way to receive fds, so
-        // such peers are not supported.)
-        let len = buf.len();
-        self.inner.poll_read_stream(cx, len, |mut s| s.read(buf))
+        self.poll_read_vectored_inner(cx, &mut [IoSliceMut::new(buf)])
     }
 
     fn poll_read_vectored_inner(
@@ -346,8 +338,17 @@ impl UnixStream {
         if len == 0 {
             return Poll::Ready(Ok(0));
         }
+        // A short read clears read readiness (unless the peer's FIN was seen), as in
+        // `Async::poll_read_stream`, but not one that stopped at a message carrying file
+        // descriptors (`MSG_CTRUNC`, see `sys::recv_stream`): data may be queued behind it.
         self.inner
-            .poll_read_stream(cx, len, |mut s| s.read_vectored(bufs))
+            .poll_op(
+                READ,
+                cx,
+                |s| sys::recv_stream(s, bufs),
+                |&(n, cut)| n > 0 && n < len && !cut,
+            )
+            .map_ok(|(n, _)| n)
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
