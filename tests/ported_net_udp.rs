@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::ErrorKind;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 
 use common::run;
@@ -272,5 +272,50 @@ fn a_cancelled_recv_loses_no_datagram() {
         let mut buf = [0; 8];
         let (n, _) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"kept");
+    });
+}
+
+#[test]
+fn multicast_options_round_trip() {
+    run(async {
+        let a = bound().await;
+        assert!(a.multicast_loop_v4().unwrap());
+        a.set_multicast_loop_v4(false).unwrap();
+        assert!(!a.multicast_loop_v4().unwrap());
+        assert_eq!(a.multicast_ttl_v4().unwrap(), 1);
+        a.set_multicast_ttl_v4(8).unwrap();
+        assert_eq!(a.multicast_ttl_v4().unwrap(), 8);
+        if let Ok(v6) = UdpSocket::bind("[::1]:0").await {
+            v6.set_multicast_loop_v6(false).unwrap();
+            assert!(!v6.multicast_loop_v6().unwrap());
+            v6.set_multicast_loop_v6(true).unwrap();
+            assert!(v6.multicast_loop_v6().unwrap());
+        }
+    });
+}
+
+#[test]
+fn joining_and_leaving_a_multicast_group() {
+    run(async {
+        let group = Ipv4Addr::new(239, 255, 42, 99);
+        let member = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        member
+            .join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+            .unwrap();
+        // Joining twice on one interface is refused.
+        assert!(member
+            .join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+            .is_err());
+        member
+            .leave_multicast_v4(group, Ipv4Addr::LOCALHOST)
+            .unwrap();
+        // Leaving a group not joined is an error.
+        assert!(member
+            .leave_multicast_v4(group, Ipv4Addr::LOCALHOST)
+            .is_err());
+        // Not a multicast address.
+        assert!(member
+            .join_multicast_v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::LOCALHOST)
+            .is_err());
     });
 }
