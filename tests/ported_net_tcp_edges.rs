@@ -95,3 +95,42 @@ fn a_connect_that_never_completes_is_cut_off_by_a_timeout() {
         drop(listener);
     });
 }
+
+/// A writer parked on a full send buffer (the peer never reads) is woken when the peer goes
+/// away, and fails instead of waiting forever.
+#[test]
+fn a_writer_parked_on_a_full_buffer_fails_when_the_peer_is_dropped() {
+    use futures_lite::AsyncWriteExt;
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = untangle::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let writer = untangle::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            loop {
+                if let Err(err) = client.write_all(&chunk).await {
+                    return err;
+                }
+            }
+        });
+        // Let the writer fill both buffers and park.
+        for _ in 0..50 {
+            untangle::yield_now().await;
+        }
+        assert!(!writer.is_finished(), "the buffers never filled");
+        // Unread data: closing sends a reset.
+        drop(server);
+        let err = timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the parked writer was never woken");
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{err:?}"
+        );
+    });
+}

@@ -457,3 +457,25 @@ fn data_queued_behind_a_message_carrying_fds_is_read_without_a_new_event() {
         assert_eq!(reader.await, b"helloworld");
     });
 }
+
+/// A sender parked on a full queue is woken when the receiver goes away, and fails instead of
+/// waiting forever; later sends fail too.
+#[test]
+fn datagram_sender_parked_on_a_full_queue_fails_when_the_receiver_is_dropped() {
+    run(async {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let sender = spawn(async move {
+            loop {
+                if let Err(err) = a.send(b"fill").await {
+                    return (err, a);
+                }
+            }
+        });
+        settle().await;
+        assert!(!sender.is_finished(), "the queue never filled");
+        drop(b);
+        let (err, a) = sender.await;
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");
+        assert!(a.send(b"again").await.is_err());
+    });
+}
