@@ -479,3 +479,33 @@ fn datagram_sender_parked_on_a_full_queue_fails_when_the_receiver_is_dropped() {
         assert!(a.send(b"again").await.is_err());
     });
 }
+
+/// Linux refuses a non-blocking connect to a listener with a full backlog (`EAGAIN`); that is
+/// an error, not a stream that looks connected.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn connect_to_a_listener_with_a_full_backlog_is_would_block() {
+    run(async {
+        let dir = TempDir::new("full_backlog");
+        let path = dir.path("sock");
+        // Backlog 0 (std's `bind` uses the system maximum, thousands): one pending
+        // connection fills it.
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        rustix::net::bind(&fd, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&fd, 0).unwrap();
+        let listener = UnixListener::try_from(std::os::unix::net::UnixListener::from(fd)).unwrap();
+        let mut held = Vec::new();
+        let err = loop {
+            match UnixStream::connect(&path).await {
+                Ok(stream) => held.push(stream),
+                Err(err) => break err,
+            }
+            assert!(held.len() < 64, "the backlog never filled");
+        };
+        assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err:?}");
+        // Accepting one makes room again.
+        let _accepted = listener.accept().await.unwrap();
+        held.push(UnixStream::connect(&path).await.unwrap());
+    });
+}

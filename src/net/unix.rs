@@ -272,6 +272,11 @@ impl UnixStream {
     /// Connects to the socket at `addr` (a path, or an abstract name on Linux and Android),
     /// like std's `UnixStream::connect_addr`; see [`UnixListener::bind_addr`] for an example.
     /// An unnamed address fails with [`ErrorKind::InvalidInput`](io::ErrorKind::InvalidInput).
+    ///
+    /// A listener whose backlog is full makes Linux refuse a non-blocking connect at once with
+    /// `EAGAIN`, and nothing would announce when there is room again: that error is returned,
+    /// as [`ErrorKind::WouldBlock`](io::ErrorKind::WouldBlock) (as tokio does), for the caller
+    /// to retry later; it never means the stream is connected.
     pub async fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
         let addr = connect_target(addr)?;
         let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM)?;
