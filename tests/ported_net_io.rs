@@ -312,3 +312,49 @@ fn zero_length_operations_on_async_std_types_do_not_hang() {
         assert_eq!(&one, b"x");
     });
 }
+
+/// More buffers than one `readv`/`writev`/`sendmsg` takes (`IOV_MAX`, 1024 on Linux): the
+/// call moves what the first 1024 hold, which must neither fail nor be taken for a full send
+/// buffer or a drained receive queue (no further event would come).
+#[test]
+fn vectored_io_with_more_buffers_than_iov_max() {
+    use std::io::IoSlice;
+    use std::time::Duration;
+    use untangle::time::timeout;
+    const SLICES: usize = 3000;
+    async fn check<S>(mut a: S, mut b: S)
+    where
+        S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+    {
+        let data = pattern(SLICES);
+        let slices: Vec<IoSlice<'_>> = data.chunks(1).map(IoSlice::new).collect();
+        let mut sent = 0;
+        while sent < SLICES {
+            let n = timeout(Duration::from_secs(10), a.write_vectored(&slices[sent..]))
+                .await
+                .expect("a vectored write waited with room in the send buffer")
+                .unwrap();
+            assert!(n > 0);
+            sent += n;
+        }
+        let mut got = vec![0u8; SLICES];
+        let mut read = 0;
+        while read < SLICES {
+            let mut bufs: Vec<IoSliceMut<'_>> =
+                got[read..].chunks_mut(1).map(IoSliceMut::new).collect();
+            let n = timeout(Duration::from_secs(10), b.read_vectored(&mut bufs))
+                .await
+                .expect("a vectored read waited with data queued")
+                .unwrap();
+            assert!(n > 0);
+            read += n;
+        }
+        assert!(got == data);
+    }
+    run(async {
+        let (a, b) = tcp_pair().await;
+        check(a, b).await;
+        let (a, b) = UnixStream::pair().unwrap();
+        check(a, b).await;
+    });
+}

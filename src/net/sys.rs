@@ -18,6 +18,11 @@ const NO_SIGPIPE: SendFlags = SendFlags::NOSIGNAL;
 #[cfg(any(target_vendor = "apple", target_os = "redox", target_os = "vita"))]
 const NO_SIGPIPE: SendFlags = SendFlags::empty();
 
+/// The most buffers one `readv`/`writev`/`sendmsg`/`recvmsg` takes (`IOV_MAX`: 1024 on Linux,
+/// the BSDs and Apple's systems). Vectored calls pass at most this many, as std does: more
+/// would fail with `EMSGSIZE`/`EINVAL`.
+pub(crate) const IOV_MAX: usize = 1024;
+
 #[cfg(any(
     target_os = "linux",
     target_os = "android",

@@ -339,6 +339,10 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        // One call takes at most `IOV_MAX` buffers; a read that fills them all is not short
+        // (whatever the buffers after them could have held), so `len` counts only those.
+        let capped = bufs.len().min(sys::IOV_MAX);
+        let bufs = &mut bufs[..capped];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
@@ -362,6 +366,9 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // As for reads: only the first `IOV_MAX` buffers go out, and only they make a short
+        // write short.
+        let bufs = &bufs[..bufs.len().min(sys::IOV_MAX)];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
