@@ -116,7 +116,10 @@ impl<T: AsFd> Async<T> {
     }
 
     /// Runs a non-blocking read operation until it does not fail with `WouldBlock`, waiting for
-    /// readability in between.
+    /// readability in between (and retrying at once on `Interrupted`).
+    ///
+    /// Each call has its own waker: any number of tasks may wait in `read_with` (or
+    /// [`readable`](Async::readable)) on one `Async` at once, and all are woken by an event.
     ///
     /// # Example
     /// ```
@@ -140,13 +143,15 @@ impl<T: AsFd> Async<T> {
             let seq = WaitReady::new(&self.source, self.get_ref().as_fd(), READ, &mut slot).await?;
             match op(self.get_ref()) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.source.clear(READ, seq),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
             }
         }
     }
 
     /// Runs a non-blocking write operation until it does not fail with `WouldBlock`, waiting for
-    /// writability in between.
+    /// writability in between (and retrying at once on `Interrupted`); one waker per call, as
+    /// in [`read_with`](Async::read_with).
     pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         let mut slot = None;
         loop {
@@ -156,6 +161,7 @@ impl<T: AsFd> Async<T> {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     self.source.clear(WRITE, seq)
                 }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
             }
         }

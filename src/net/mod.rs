@@ -1,4 +1,5 @@
-//! Async networking: TCP, UDP and Unix-domain sockets driven by the current thread's loop.
+//! Async networking: TCP, UDP and Unix-domain (stream and datagram) sockets driven by the
+//! current thread's loop.
 //!
 //! Each type wraps the std socket in [`Async`](crate::Async); converting from the std type
 //! (`TryFrom`) puts it in non-blocking mode and registers it.
@@ -8,6 +9,7 @@ mod sys;
 mod tcp;
 mod udp;
 mod unix;
+mod unix_datagram;
 
 #[doc(hidden)]
 pub use addr::Resolution;
@@ -15,5 +17,6 @@ pub use addr::ToSocketAddrs;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixIncoming, UnixListener, UnixStream};
+pub use unix_datagram::UnixDatagram;
 
 pub use std::net::{Shutdown, SocketAddr};

@@ -1,7 +1,7 @@
 //! TCP: [`TcpListener`] and [`TcpStream`].
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::Stream;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketType};
+use rustix::net::{AddressFamily, SocketAddrAny, SocketType};
 
 use super::addr::{resolve, ToSocketAddrs};
 use super::sys;
@@ -133,28 +133,21 @@ impl TcpListener {
     /// Waits for a connection and returns it with the peer's address.
     ///
     /// The accepted socket is non-blocking and close-on-exec from the start (`accept4`).
+    ///
+    /// Any number of tasks may wait in `accept` on one listener (clones share it): each has
+    /// its own waker, every one is woken when a connection arrives, and those that find none
+    /// left wait again (as tokio's and async-io's `accept`).
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        futures_lite::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (fd, addr) = self.inner.read_with(|l| sys::accept(l)).await?;
+        accepted(fd, addr)
     }
 
-    /// Polls for a connection (single waker slot, like `poll_read`).
+    /// Polls for a connection. Unlike [`accept`](TcpListener::accept), this keeps a single
+    /// waker (like `poll_read`): of several tasks polling it at once, only the last is woken.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let accepted = self.inner.poll_op(READ, cx, |l| sys::accept(l), |_| false);
-        let (fd, addr) = match accepted {
-            Poll::Ready(Ok(pair)) => pair,
-            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-            Poll::Pending => return Poll::Pending,
-        };
-        let stream = std::net::TcpStream::from(fd);
-        let addr = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
-            Some(addr) => addr,
-            None => match stream.peer_addr() {
-                Ok(addr) => addr,
-                Err(err) => return Poll::Ready(Err(err)),
-            },
-        };
-        // Optimistic readiness: the request often arrives before the accept.
-        Poll::Ready(TcpStream::from_nonblocking(stream, true).map(|s| (s, addr)))
+        self.inner
+            .poll_op(READ, cx, |l| sys::accept(l), |_| false)
+            .map(|result| result.and_then(|(fd, addr)| accepted(fd, addr)))
     }
 
     /// A stream of incoming connections: `accept` in a loop.
@@ -167,9 +160,15 @@ impl TcpListener {
         self.inner.get_ref().local_addr()
     }
 
-    /// Sets the IP time-to-live of accepted sockets.
+    /// Sets the IP time-to-live (`IP_TTL`) of the listening socket, which the sockets it
+    /// accepts inherit.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of the listening socket (see [`set_ttl`](TcpListener::set_ttl)).
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get_ref().ttl()
     }
 }
 
@@ -201,6 +200,18 @@ impl fmt::Debug for TcpListener {
             .field(self.inner.get_ref())
             .finish()
     }
+}
+
+/// An accepted socket as a `TcpStream`, with the peer's address (asked of the socket when the
+/// OS did not report it).
+fn accepted(fd: OwnedFd, addr: Option<SocketAddrAny>) -> io::Result<(TcpStream, SocketAddr)> {
+    let stream = std::net::TcpStream::from(fd);
+    let addr = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
+        Some(addr) => addr,
+        None => stream.peer_addr()?,
+    };
+    // Optimistic readiness: the request often arrives before the accept.
+    Ok((TcpStream::from_nonblocking(stream, true)?, addr))
 }
 
 /// Stream of connections returned by [`TcpListener::incoming`]. It never ends; accept errors
@@ -283,9 +294,14 @@ impl TcpStream {
         self.inner.get_ref().nodelay()
     }
 
-    /// Sets the IP time-to-live.
+    /// Sets the IP time-to-live (`IP_TTL`) of outgoing packets.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of outgoing packets.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get_ref().ttl()
     }
 
     /// Shuts down the read half, the write half (sends FIN) or both.
@@ -323,6 +339,10 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        // One call takes at most `IOV_MAX` buffers; a read that fills them all is not short
+        // (whatever the buffers after them could have held), so `len` counts only those.
+        let capped = bufs.len().min(sys::IOV_MAX);
+        let bufs = &mut bufs[..capped];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
@@ -338,7 +358,7 @@ impl TcpStream {
         let len = buf.len();
         // A short write filled the send buffer.
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write(buf), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send(s, buf), |&n| n < len)
     }
 
     fn poll_write_vectored_inner(
@@ -346,12 +366,15 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // As for reads: only the first `IOV_MAX` buffers go out, and only they make a short
+        // write short.
+        let bufs = &bufs[..bufs.len().min(sys::IOV_MAX)];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write_vectored(bufs), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send_vectored(s, bufs), |&n| n < len)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::addr::{resolve, ToSocketAddrs};
@@ -143,9 +143,99 @@ impl UdpSocket {
         self.inner.get_ref().peer_addr()
     }
 
-    /// Enables or disables sending to broadcast addresses.
+    /// Enables or disables sending to broadcast addresses (`SO_BROADCAST`).
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.get_ref().set_broadcast(on)
+    }
+
+    /// Whether sending to broadcast addresses is enabled.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.inner.get_ref().broadcast()
+    }
+
+    /// Sets the IP time-to-live (`IP_TTL`) of outgoing datagrams.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of outgoing datagrams.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.get_ref().ttl()
+    }
+
+    /// Joins the IPv4 multicast group `multiaddr` on the interface with address `interface`
+    /// (`Ipv4Addr::UNSPECIFIED`: the system's choice).
+    ///
+    /// # Example
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use untangle::net::UdpSocket;
+    ///
+    /// untangle::block_on(async {
+    ///     let socket = UdpSocket::bind("0.0.0.0:0").await?;
+    ///     let group = Ipv4Addr::new(239, 255, 0, 1);
+    ///     socket.join_multicast_v4(group, Ipv4Addr::LOCALHOST)?;
+    ///     socket.leave_multicast_v4(group, Ipv4Addr::LOCALHOST)?;
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn join_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        self.inner
+            .get_ref()
+            .join_multicast_v4(&multiaddr, &interface)
+    }
+
+    /// Leaves an IPv4 multicast group joined with
+    /// [`join_multicast_v4`](UdpSocket::join_multicast_v4).
+    pub fn leave_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        self.inner
+            .get_ref()
+            .leave_multicast_v4(&multiaddr, &interface)
+    }
+
+    /// Joins the IPv6 multicast group `multiaddr` on the interface with index `interface`
+    /// (0: the system's choice).
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.inner.get_ref().join_multicast_v6(multiaddr, interface)
+    }
+
+    /// Leaves an IPv6 multicast group joined with
+    /// [`join_multicast_v6`](UdpSocket::join_multicast_v6).
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.inner
+            .get_ref()
+            .leave_multicast_v6(multiaddr, interface)
+    }
+
+    /// Whether IPv4 multicast datagrams sent here loop back to local sockets (default: on).
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.inner.get_ref().multicast_loop_v4()
+    }
+
+    /// Sets `IP_MULTICAST_LOOP`.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.inner.get_ref().set_multicast_loop_v4(on)
+    }
+
+    /// The time-to-live of outgoing IPv4 multicast datagrams (default: 1, this network).
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.inner.get_ref().multicast_ttl_v4()
+    }
+
+    /// Sets `IP_MULTICAST_TTL`.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.inner.get_ref().set_multicast_ttl_v4(ttl)
+    }
+
+    /// Whether IPv6 multicast datagrams sent here loop back to local sockets.
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.inner.get_ref().multicast_loop_v6()
+    }
+
+    /// Sets `IPV6_MULTICAST_LOOP`.
+    pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
+        self.inner.get_ref().set_multicast_loop_v6(on)
     }
 }
 

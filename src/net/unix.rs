@@ -4,7 +4,7 @@
 //! written with a leading NUL byte) or by a std [`SocketAddr`].
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +33,7 @@ use std::os::linux::net::SocketAddrExt;
 /// after the NUL), the convention of tokio and async-io for `bind(path)`/`connect(path)`, since
 /// `Path` has no other way to spell one; std's `from_pathname` would reject it for containing a
 /// NUL. Any other path names a socket file.
-fn socket_addr(path: &Path) -> io::Result<SocketAddr> {
+pub(super) fn socket_addr(path: &Path) -> io::Result<SocketAddr> {
     match path.as_os_str().as_bytes() {
         [0, name @ ..] => abstract_addr(name),
         _ => SocketAddr::from_pathname(path),
@@ -149,22 +149,22 @@ impl UnixListener {
     }
 
     /// Waits for a connection.
+    ///
+    /// Any number of tasks may wait in `accept` on one listener: each has its own waker and
+    /// every one is woken when a connection arrives (see [`TcpListener::accept`]).
+    ///
+    /// [`TcpListener::accept`]: crate::net::TcpListener::accept
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        futures_lite::future::poll_fn(|cx| self.poll_accept(cx)).await
+        let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
+        Ok((accepted(stream)?, addr))
     }
 
-    /// Polls for a connection.
+    /// Polls for a connection; a single waker, like `poll_read` (of several tasks polling at
+    /// once, only the last is woken).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(UnixStream, SocketAddr)>> {
-        match self.inner.poll_op(READ, cx, |l| l.accept(), |_| false) {
-            Poll::Ready(Ok((stream, addr))) => Poll::Ready(
-                rustix::io::ioctl_fionbio(&stream, true)
-                    .map_err(io::Error::from)
-                    .and_then(|()| UnixStream::from_nonblocking(stream, true))
-                    .map(|s| (s, addr)),
-            ),
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => Poll::Pending,
-        }
+        self.inner
+            .poll_op(READ, cx, |l| l.accept(), |_| false)
+            .map(|result| result.and_then(|(stream, addr)| Ok((accepted(stream)?, addr))))
     }
 
     /// A stream of incoming connections.
@@ -206,6 +206,12 @@ impl fmt::Debug for UnixListener {
             .field(self.inner.get_ref())
             .finish()
     }
+}
+
+/// An accepted socket (std's `accept` sets only close-on-exec) as a non-blocking `UnixStream`.
+fn accepted(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+    rustix::io::ioctl_fionbio(&stream, true)?;
+    UnixStream::from_nonblocking(stream, true)
 }
 
 /// Stream of connections returned by [`UnixListener::incoming`].
@@ -266,6 +272,11 @@ impl UnixStream {
     /// Connects to the socket at `addr` (a path, or an abstract name on Linux and Android),
     /// like std's `UnixStream::connect_addr`; see [`UnixListener::bind_addr`] for an example.
     /// An unnamed address fails with [`ErrorKind::InvalidInput`](io::ErrorKind::InvalidInput).
+    ///
+    /// A listener whose backlog is full makes Linux refuse a non-blocking connect at once with
+    /// `EAGAIN`, and nothing would announce when there is room again: that error is returned,
+    /// as [`ErrorKind::WouldBlock`](io::ErrorKind::WouldBlock) (as tokio does), for the caller
+    /// to retry later; it never means the stream is connected.
     pub async fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
         let addr = connect_target(addr)?;
         let fd = sys::socket(AddressFamily::UNIX, SocketType::STREAM)?;
@@ -307,16 +318,20 @@ impl UnixStream {
         self.inner.get_ref().shutdown(how)
     }
 
+    /// Waits until the stream may be readable (as [`TcpStream::readable`]).
+    ///
+    /// [`TcpStream::readable`]: crate::net::TcpStream::readable
+    pub async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await
+    }
+
+    /// Waits until the stream may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.inner.writable().await
+    }
+
     fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        // A short read clears read readiness (unless the peer's FIN was seen): see
-        // `Async::poll_read_stream`. (A peer passing fds with SCM_RIGHTS could make a plain
-        // read stop early at a message boundary; this type offers no way to receive fds, so
-        // such peers are not supported.)
-        let len = buf.len();
-        self.inner.poll_read_stream(cx, len, |mut s| s.read(buf))
+        self.poll_read_vectored_inner(cx, &mut [IoSliceMut::new(buf)])
     }
 
     fn poll_read_vectored_inner(
@@ -324,12 +339,25 @@ impl UnixStream {
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
+        // One call takes at most `IOV_MAX` buffers; a read that fills them all is not short
+        // (whatever the buffers after them could have held), so `len` counts only those.
+        let capped = bufs.len().min(sys::IOV_MAX);
+        let bufs = &mut bufs[..capped];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
         }
+        // A short read clears read readiness (unless the peer's FIN was seen), as in
+        // `Async::poll_read_stream`, but not one that stopped at a message carrying file
+        // descriptors (`MSG_CTRUNC`, see `sys::recv_stream`): data may be queued behind it.
         self.inner
-            .poll_read_stream(cx, len, |mut s| s.read_vectored(bufs))
+            .poll_op(
+                READ,
+                cx,
+                |s| sys::recv_stream(s, bufs),
+                |&(n, cut)| n > 0 && n < len && !cut,
+            )
+            .map_ok(|(n, _)| n)
     }
 
     fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -338,7 +366,7 @@ impl UnixStream {
         }
         let len = buf.len();
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write(buf), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send(s, buf), |&n| n < len)
     }
 
     fn poll_write_vectored_inner(
@@ -346,12 +374,15 @@ impl UnixStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // As for reads: only the first `IOV_MAX` buffers go out, and only they make a short
+        // write short.
+        let bufs = &bufs[..bufs.len().min(sys::IOV_MAX)];
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len == 0 {
             return Poll::Ready(Ok(0));
         }
         self.inner
-            .poll_op(WRITE, cx, |mut s| s.write_vectored(bufs), |&n| n < len)
+            .poll_op(WRITE, cx, |s| sys::send_vectored(s, bufs), |&n| n < len)
     }
 }
 

@@ -9,7 +9,7 @@
 //! `EPOLLRDHUP`, so a caller cannot tell "data" from "data and the peer's FIN" in one edge.
 //!
 //! This backend uses the Poller only for its epoll fd (`AsFd`). Each fd is registered once with
-//! `IN|OUT|RDHUP|ET`; a wait is one `epoll_wait`, its timeout the next timer deadline rounded up
+//! `IN|OUT|RDHUP|PRI|ET` (`PRI`: TCP urgent data, after which short reads prove nothing); a wait is one `epoll_wait`, its timeout the next timer deadline rounded up
 //! to whole milliseconds (so it never ends before the deadline); another thread interrupts it
 //! with one `write` to our own edge-triggered eventfd, which is never read (every write is a new
 //! edge whatever the counter holds). Measured with `strace -c -f` on `examples/plaintext.rs`
@@ -65,9 +65,10 @@ impl Epoll {
         Vec::with_capacity(capacity.max(1))
     }
 
-    /// Registers `fd` once: both directions and read hang-up, edge-triggered.
+    /// Registers `fd` once: both directions, read hang-up and urgent data, edge-triggered.
     pub(super) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        let interest =
+            EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::PRI | EventFlags::ET;
         epoll::add(
             self.poller.as_fd(),
             fd,
@@ -108,9 +109,11 @@ impl Epoll {
             f(
                 key as usize,
                 Readiness {
-                    readable: hup || flags.intersects(EventFlags::IN | EventFlags::RDHUP),
+                    readable: hup
+                        || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI),
                     writable: hup || flags.contains(EventFlags::OUT),
                     read_closed: flags.intersects(EventFlags::RDHUP | EventFlags::HUP),
+                    urgent: flags.contains(EventFlags::PRI),
                 },
             );
         }

@@ -26,8 +26,10 @@
 //! bit. The peer's FIN can arrive with its last data and be reported by the same edge; a reader
 //! that then cleared readiness after its short read would wait forever for an event that never
 //! comes. With the bit set, a short read leaves readiness alone, so the next read finds the EOF.
-//! The portable backend cannot see a half-close, so it never clears on a short read. Hang-ups
-//! and errors wake both directions.
+//! TCP urgent data (`EPOLLPRI`) sets a sticky *urgent* bit with the same effect: a read stops
+//! short at the urgent mark with ordinary data queued behind it. The portable backend cannot
+//! see a half-close, so it never clears on a short read. Hang-ups and errors wake both
+//! directions.
 //!
 //! # Loops and threads
 //! A source belongs to the reactor it is registered with. An `Async` polled on another thread's
@@ -148,6 +150,7 @@ impl Reactor {
             registered: true,
             dirs: [Direction::new(ready), Direction::new(ready)],
             read_closed: false,
+            urgent: false,
             armed: [true, true],
         };
         let source = Arc::new(Source {
@@ -361,6 +364,10 @@ struct State {
     /// Sticky: the peer closed its write half or the fd hung up, so whatever is left to read
     /// ends in EOF, and a short read no longer proves that a further read would block.
     read_closed: bool,
+    /// Sticky: TCP urgent data arrived. A read stops short at the urgent mark though more data
+    /// is queued behind it (and no further edge announces that data), so, as with
+    /// `read_closed`, a short read no longer proves the socket drained.
+    urgent: bool,
     /// One-shot backend only: the directions the registration is armed for.
     armed: [bool; 2],
 }
@@ -537,10 +544,11 @@ impl Source {
     /// After a result that proves the fd drained in `dir` (a short read or write on a stream
     /// socket): clears the readiness observed at `seq`, unless an event arrived since, the
     /// backend cannot see half-closes (portable), or, for reads, the read side is closed (then
-    /// EOF is still to be read, and no further edge would report it).
+    /// EOF is still to be read, and no further edge would report it) or urgent data arrived
+    /// (a read stops at the urgent mark with data queued behind it).
     pub(crate) fn clear_drained(&self, dir: usize, seq: u64) {
         let mut state = lock(&self.state);
-        if !state.reactor.short_ops_drain || (dir == READ && state.read_closed) {
+        if !state.reactor.short_ops_drain || (dir == READ && (state.read_closed || state.urgent)) {
             return;
         }
         let d = &mut state.dirs[dir];
@@ -555,6 +563,9 @@ impl Source {
         let mut state = lock(&self.state);
         if readiness.read_closed {
             state.read_closed = true;
+        }
+        if readiness.urgent {
+            state.urgent = true;
         }
         if oneshot {
             state.armed = [false, false];

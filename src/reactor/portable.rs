@@ -108,6 +108,8 @@ impl Portable {
                     readable: event.readable || hup,
                     writable: event.writable || hup,
                     read_closed: hup,
+                    // Short reads never clear readiness on this backend.
+                    urgent: false,
                 },
             );
         }
