@@ -114,7 +114,11 @@ fn node_requests_arrive_as_sent() {
         );
         let echo = text(
             client
-                .send(request(Method::PUT, node.url(0, "/echo"), Body::from_stream(chunks)))
+                .send(request(
+                    Method::PUT,
+                    node.url(0, "/echo"),
+                    Body::from_stream(chunks),
+                ))
                 .await
                 .unwrap(),
         )
@@ -242,7 +246,10 @@ fn node_obs_text_header_values_arrive_as_bytes() {
     run(async {
         let response = Client::new().get(node.url(0, "/latin")).await.unwrap();
         // Node writes the string as UTF-8: bytes above 0x7f (obs-text), kept as they came.
-        assert_eq!(response.headers()["x-latin"].as_bytes(), "café ÿ".as_bytes());
+        assert_eq!(
+            response.headers()["x-latin"].as_bytes(),
+            "café ÿ".as_bytes()
+        );
         assert!(response.headers()["x-latin"].to_str().is_err());
     });
 }
@@ -258,7 +265,10 @@ fn node_redirects_follow_the_method_and_body_rules() {
             let response = client.get(url).await.unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{code}");
             let echo = text(response).await;
-            assert!(echo.starts_with(&format!("GET\n/echo?r={code}\n")), "{echo}");
+            assert!(
+                echo.starts_with(&format!("GET\n/echo?r={code}\n")),
+                "{echo}"
+            );
         }
         // 303 turns a POST into a bodiless GET.
         let post = request(
@@ -292,7 +302,9 @@ fn node_redirects_follow_the_method_and_body_rules() {
         let other = format!("http://127.0.0.1:{}/echo", node.ports[1]);
         let echo = text(
             client
-                .send(credentials(node.url(0, &format!("/redirect?code=302&to={other}"))))
+                .send(credentials(
+                    node.url(0, &format!("/redirect?code=302&to={other}")),
+                ))
                 .await
                 .unwrap(),
         )
@@ -327,7 +339,10 @@ fn python_http10_server_closes_after_each_response() {
         assert_eq!(a.version(), untangle::http::Version::HTTP_10);
         let a = text(a).await;
         let b = text(client.get(py.url(0, "/port")).await.unwrap()).await;
-        assert_ne!(a, b, "an HTTP/1.0 response without keep-alive is never reused");
+        assert_ne!(
+            a, b,
+            "an HTTP/1.0 response without keep-alive is never reused"
+        );
         // No Content-Length: the body ends with the connection.
         let open = client.get(py.url(0, "/nolength")).await.unwrap();
         assert!(open.headers().get(header::CONTENT_LENGTH).is_none());

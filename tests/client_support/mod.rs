@@ -42,7 +42,10 @@ impl Drop for Script {
 /// Starts `program` (`node` or `python3`) on `script` (a file in this directory) with `args`;
 /// `None` (after a message) where the program is not installed and `CI` is not set.
 pub fn start(program: &str, script: &str, args: &[&str]) -> Option<Script> {
-    let path = format!("{}/tests/client_support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/client_support/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let spawned = Command::new(program)
         .arg(&path)
         .args(args)
@@ -79,7 +82,10 @@ pub fn start(program: &str, script: &str, args: &[&str]) -> Option<Script> {
         .unwrap_or_else(|_| panic!("{program} {script} printed no ports", script = path));
     script.ports = line
         .split_whitespace()
-        .map(|p| p.parse().unwrap_or_else(|_| panic!("bad port line {line:?}")))
+        .map(|p| {
+            p.parse()
+                .unwrap_or_else(|_| panic!("bad port line {line:?}"))
+        })
         .collect();
     assert!(!script.ports.is_empty(), "{program} {path} failed to start");
     Some(script)

@@ -171,9 +171,14 @@ pub(super) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Why an exchange failed: `Stale` when nothing of a response arrived and the connection
-/// may simply have been closed by the server while idle (worth one retry if it was pooled).
+/// Why an exchange failed.
 pub(super) enum Failure {
+    /// The connection failed before the transport took any byte of the request: the server
+    /// cannot have seen it, so any request may be sent again (on a pooled connection, that
+    /// the server closed while it was idle).
+    Unsent(Error),
+    /// Nothing of a response arrived: the connection may simply have been closed by the
+    /// server while idle (an idempotent request is worth one retry if it was pooled).
     Stale(Error),
     Fatal(Error),
 }
@@ -181,9 +186,35 @@ pub(super) enum Failure {
 impl Failure {
     pub(super) fn into_error(self) -> Error {
         match self {
-            Failure::Stale(err) | Failure::Fatal(err) => err,
+            Failure::Unsent(err) | Failure::Stale(err) | Failure::Fatal(err) => err,
         }
     }
+}
+
+/// Writes a request head: a failure before the first byte is taken is [`Failure::Unsent`],
+/// a later one [`Failure::Stale`] (no response byte can have arrived yet).
+pub(super) async fn write_head<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    head: &[u8],
+) -> Result<(), Failure> {
+    let mut written = 0;
+    while written < head.len() {
+        match io.write(&head[written..]).await {
+            Ok(0) => {
+                let err: Error = io::Error::from(io::ErrorKind::WriteZero).into();
+                return Err(if written == 0 {
+                    Failure::Unsent(err)
+                } else {
+                    Failure::Stale(err)
+                });
+            }
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if written == 0 => return Err(Failure::Unsent(err.into())),
+            Err(err) => return Err(Failure::Stale(err.into())),
+        }
+    }
+    Ok(())
 }
 
 /// A response whose body may keep its connection for the pool.
@@ -205,7 +236,7 @@ pub(super) async fn exchange(
     // Until the first response byte, an I/O failure may just mean the server had closed the
     // idle connection.
     let stale = |err: io::Error| Failure::Stale(err.into());
-    conn.io.write_all(&prepared.head).await.map_err(stale)?;
+    write_head(&mut conn.io, &prepared.head).await?;
     match std::mem::replace(&mut prepared.body, OutBody::None) {
         OutBody::None => {}
         OutBody::Full(bytes) => {

@@ -28,7 +28,9 @@ use http::StatusCode;
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::ResponseHead;
 
-use super::exchange::{read_head, write_stream, Failure, OutBody, Prepared, WriteError};
+use super::exchange::{
+    read_head, write_head, write_stream, Failure, OutBody, Prepared, WriteError,
+};
 use super::pool::{Conn, Transport};
 
 /// Writes the head, waits for `100 Continue` (at most `wait`), then writes the body while
@@ -38,9 +40,11 @@ pub(super) async fn exchange(
     prepared: &mut Prepared,
     wait: Duration,
 ) -> Result<ResponseHead, Failure> {
-    let stale = |err: io::Error| Failure::Stale(err.into());
-    conn.io.write_all(&prepared.head).await.map_err(stale)?;
-    conn.io.flush().await.map_err(stale)?;
+    write_head(&mut conn.io, &prepared.head).await?;
+    conn.io
+        .flush()
+        .await
+        .map_err(|err| Failure::Stale(err.into()))?;
 
     let mut received = !conn.rbuf.is_empty();
     let method = prepared.method.clone();

@@ -90,9 +90,11 @@ fn get_request(uri: Uri) -> Request<Body> {
 ///   method into `GET`. Other methods get the 3xx response itself. When a redirect leaves the
 ///   host (another host or port, or from `https` to `http`), `Authorization`, `Cookie` and
 ///   `Proxy-Authorization` are dropped.
-/// - An idempotent request that finds its pooled connection closed by the server (the write
-///   fails, or the connection ends before any byte of a response) is retried once on a new
-///   connection.
+/// - A request that finds its pooled connection closed by the server is sent again, once, on
+///   a new connection when the server cannot have processed it (the rule hyper follows): any
+///   request whose first write failed (nothing of it was sent), and an idempotent one (`GET`,
+///   `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`, without a streamed body) when the
+///   connection ended before any byte of a response.
 /// - A request body can wait for the server's go-ahead (`Expect: 100-continue`, per request
 ///   or above a size: [`ClientBuilder::expect_continue_above`]); see [`Client::send`].
 ///
@@ -375,6 +377,15 @@ impl Client {
                         ));
                     }
                     return Ok(self.respond(conn, head, &prepared, target, deadline));
+                }
+                // Never written (hyper's "canceled" request): any method may go again.
+                Err(Failure::Unsent(err)) if reused => {
+                    log::debug!(
+                        "pooled connection to {} was closed before the request was written \
+                         ({err}); sending it on a new one",
+                        target.host_header
+                    );
+                    use_pool = false;
                 }
                 Err(Failure::Stale(err)) if reused && retry_allowed => {
                     log::debug!(
