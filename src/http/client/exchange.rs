@@ -38,6 +38,17 @@ pub(super) enum OutBody {
     Stream(Body, Option<u64>),
 }
 
+/// How the request line names its target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TargetForm {
+    /// `/path?query`: to the origin server.
+    Origin,
+    /// `http://host/path?query`: to a forward proxy.
+    Absolute,
+    /// `host:port`: `CONNECT`.
+    Authority,
+}
+
 /// A request encoded for the wire.
 pub(super) struct Prepared {
     pub(super) method: Method,
@@ -78,6 +89,7 @@ impl Prepared {
         parts: &http::request::Parts,
         body: Body,
         target: &Target,
+        form: TargetForm,
         expect_config: ExpectContinue,
     ) -> Prepared {
         let method = parts.method.clone();
@@ -100,12 +112,25 @@ impl Prepared {
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(method.as_str().as_bytes());
         head.push(b' ');
-        // Origin form: the path (at least "/") and the query.
-        let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
-        if !path.starts_with('/') {
-            head.push(b'/');
+        if form == TargetForm::Authority {
+            head.extend_from_slice(target.host_header.as_bytes());
+        } else {
+            if form == TargetForm::Absolute {
+                let scheme = if target.key.https {
+                    "https://"
+                } else {
+                    "http://"
+                };
+                head.extend_from_slice(scheme.as_bytes());
+                head.extend_from_slice(target.host_header.as_bytes());
+            }
+            // The path (at least "/") and the query.
+            let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            if !path.starts_with('/') {
+                head.push(b'/');
+            }
+            head.extend_from_slice(path.as_bytes());
         }
-        head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         if !headers.contains_key(header::HOST) {
             head.extend_from_slice(b"host: ");
