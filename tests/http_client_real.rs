@@ -187,6 +187,55 @@ fn node_closing_idle_keep_alive_connections_does_not_fail_the_next_request() {
     });
 }
 
+/// `req.pipe(res)`: Node answers while the body is still arriving; the client keeps uploading
+/// as the response is read (a client that wrote everything first would deadlock once both
+/// directions' socket buffers are full).
+#[test]
+fn node_full_duplex_echo_streams_both_ways() {
+    let Some(node) = node(30_000) else { return };
+    run(async {
+        let client = Client::new();
+        let chunks =
+            (0..512u32).map(|i| Ok::<_, std::io::Error>(Bytes::from(vec![i as u8; 64 * 1024])));
+        let put = request(
+            Method::PUT,
+            node.url(0, "/duplex"),
+            Body::from_stream(futures_lite::stream::iter(chunks)),
+        );
+        let response = client.send(put).await.unwrap();
+        assert_eq!(response.headers()[header::TRANSFER_ENCODING], "chunked");
+        let mut body = response.into_body();
+        let mut at = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.unwrap();
+            assert!(chunk
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((at + i) / (64 * 1024)) as u8));
+            at += chunk.len();
+        }
+        assert_eq!(at, 512 * 64 * 1024);
+        // Done both ways: the connection is kept.
+        let id = text(client.get(node.url(0, "/conn")).await.unwrap()).await;
+        let again = text(client.get(node.url(0, "/conn")).await.unwrap()).await;
+        assert_eq!(id, again);
+    });
+}
+
+/// Node answers 413 and closes without reading the upload: that answer is the result, not
+/// the write's broken pipe.
+#[test]
+fn node_refusing_an_upload_mid_way_is_the_answer() {
+    let Some(node) = node(30_000) else { return };
+    run(async {
+        let client = Client::new();
+        let post = request(Method::POST, node.url(0, "/reject"), vec![b'u'; 16 << 20]);
+        let response = client.send(post).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(text(response).await, "too large");
+    });
+}
+
 #[test]
 fn node_connection_close_is_not_pooled() {
     let Some(node) = node(30_000) else { return };

@@ -336,3 +336,107 @@ fn request_never_written_to_a_reset_pooled_connection_is_sent_again() {
         assert_eq!(p.accepted(), 2);
     });
 }
+
+/// Reads one request head only; `None` at end of stream.
+fn read_head_only(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).to_ascii_lowercase())
+}
+
+/// An echo that answers as the body arrives, reading no faster than the client reads its
+/// answer: a client that wrote the whole body before reading would wait forever once both
+/// directions' socket buffers are full (far below 32 MiB).
+#[test]
+fn full_duplex_echo_of_a_body_larger_than_the_socket_buffers_completes() {
+    const LEN: usize = 32 << 20;
+    let p = peer(|_, mut stream| {
+        while let Some(head) = read_head_only(&mut stream) {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap();
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            let mut reader = stream.try_clone().unwrap();
+            let mut left = len;
+            let mut buf = vec![0; 64 * 1024];
+            while left > 0 {
+                let n = match reader.read(&mut buf[..left.min(64 * 1024)]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        }
+    });
+    run(async {
+        let client = Client::new();
+        let payload = bytes::Bytes::from((0..LEN).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        for _ in 0..2 {
+            let post = Request::builder()
+                .method(Method::POST)
+                .uri(p.url("/"))
+                .body(Body::from(payload.clone()))
+                .unwrap();
+            let response = client.send(post).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let mut body = response.into_body();
+            let mut at = 0;
+            while let Some(chunk) = futures_lite::StreamExt::next(&mut body).await {
+                let chunk = chunk.unwrap();
+                assert_eq!(chunk, payload.slice(at..at + chunk.len()));
+                at += chunk.len();
+            }
+            assert_eq!(at, LEN);
+        }
+        // Both bodies went whole each way: the connection was kept.
+        assert_eq!(p.accepted(), 1);
+    });
+}
+
+/// A server that refuses a large upload at once and closes (with the body unread, so the
+/// kernel resets): the answer is what the client returns, not the write's broken pipe.
+#[test]
+fn error_answer_then_close_mid_upload_is_returned() {
+    let p = peer(|_, mut stream| {
+        if read_head_only(&mut stream).is_some() {
+            let mut some = vec![0; 64 * 1024];
+            let _ = stream.read_exact(&mut some);
+            let _ = stream.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nnope",
+            );
+        }
+    });
+    run(async {
+        let client = Client::new();
+        for body in [
+            Body::from(vec![b'x'; 16 << 20]),
+            Body::from_stream(futures_lite::stream::repeat_with(|| {
+                Ok(bytes::Bytes::from(vec![b'y'; 64 * 1024]))
+            })),
+        ] {
+            let post = Request::builder()
+                .method(Method::POST)
+                .uri(p.url("/"))
+                .body(body)
+                .unwrap();
+            let response = client.send(post).await.unwrap();
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(text(response).await, "nope");
+        }
+        assert_eq!(p.accepted(), 2);
+    });
+}

@@ -8,6 +8,18 @@ const closed = new Set();
 
 function handler(req, res) {
   const url = new URL(req.url, 'http://x');
+  if (url.pathname === '/duplex') {
+    // Streams the body back as it arrives (chunked), reading as fast as the client reads.
+    req.pipe(res);
+    return;
+  }
+  if (url.pathname === '/reject') {
+    // Refuses the upload without reading it, and closes.
+    res.statusCode = 413;
+    res.setHeader('connection', 'close');
+    res.end('too large');
+    return;
+  }
   const q = url.searchParams;
   const chunks = [];
   req.on('data', (c) => chunks.push(c));

@@ -14,6 +14,7 @@ mod exchange;
 mod expect;
 mod pool;
 mod redirect;
+mod upload;
 
 #[cfg(feature = "tls")]
 use std::cell::OnceCell;
@@ -36,9 +37,10 @@ use crate::time::sleep_until;
 use body::ResponseBody;
 pub use builder::ClientBuilder;
 use builder::Config;
-use exchange::{exchange, is_idempotent, Exchanged, Failure, Prepared, TargetForm};
+use exchange::{exchange, is_idempotent, Answered, Exchanged, Failure, Prepared, TargetForm};
 use pool::{Conn, Pool, PoolKey};
 use redirect::{discard, parse_url, resolve_location, same_origin_for_credentials, Target};
+use upload::Upload;
 
 /// Fetches `url` with `GET` using this thread's default [`Client`] (default settings; its
 /// connection pool is shared by all `get` calls on the thread).
@@ -231,6 +233,17 @@ impl Client {
     /// authority itself, as with hyper's client; a 2xx answer is a tunnel, taken with
     /// `upgrade::on`. To open a tunnel through a proxy, see [`send_via`](Client::send_via).
     ///
+    /// # Answers that come while the body is being sent
+    ///
+    /// The response is read while the request body is written, as hyper does. Any answer but
+    /// a 2xx with a body (a 3xx, 4xx, 5xx, a `204`) that arrives mid-upload is returned,
+    /// the rest of the body is not sent, and the connection closes after that response; so a
+    /// server that refuses a large upload and closes gives its `413`, not a broken pipe. A
+    /// 2xx answer with a body that arrives mid-upload is returned at once and the
+    /// upload goes on as its body is read (a full-duplex server, such as an echo that
+    /// streams back what it receives); the connection is reused only if the whole request
+    /// body was sent before the response body ended.
+    ///
     /// # `Expect: 100-continue`
     ///
     /// A request with a body that carries `Expect: 100-continue` (set on the request, or
@@ -238,10 +251,11 @@ impl Client {
     /// the server: on `100 Continue` the body follows; with no answer within
     /// [`ClientBuilder::expect_continue_timeout`] (1 s by default) it is sent anyway. Other
     /// interim responses (`102`, `103`, several of them) are skipped, before and after the
-    /// body. A final response that arrives before or during the upload (`413 Content Too
+    /// body. A final response that arrives instead of `100 Continue` (`413 Content Too
     /// Large`, `401`, `417 Expectation Failed`, …) is the response returned, not an error: the
-    /// rest of the body is not sent and the connection is closed after that response, never
-    /// pooled. A `417` is returned as it is (the request is not retried without `Expect`). If
+    /// body is not sent and the connection is closed after that response, never pooled;
+    /// during the upload, the rules above apply. A `417` is returned as it is (the request
+    /// is not retried without `Expect`). If
     /// the server closes the connection during the upload and its response cannot be read,
     /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
     /// body is sent as it is and nothing waits.
@@ -486,7 +500,7 @@ impl Client {
                 None => self.connect(peer).await?,
             };
             match exchange(&mut conn, &mut prepared).await {
-                Ok(head) => {
+                Ok(Answered { head, upload }) => {
                     if head.response.status() == StatusCode::SWITCHING_PROTOCOLS
                         && !prepared.upgrade
                     {
@@ -498,7 +512,7 @@ impl Client {
                         ));
                     }
                     let key = peer.key.clone();
-                    return Ok(self.respond(conn, head, &prepared, key, deadline));
+                    return Ok(self.respond(conn, head, upload, &prepared, key, deadline));
                 }
                 // Never written (hyper's "canceled" request): any method may go again.
                 Err(Failure::Unsent(err)) if reused => {
@@ -526,6 +540,7 @@ impl Client {
         &self,
         conn: Conn,
         head: ResponseHead,
+        upload: Option<Upload>,
         prepared: &Prepared,
         key: PoolKey,
         deadline: Option<Instant>,
@@ -560,7 +575,8 @@ impl Client {
         };
         let decoder = Decoder::new(framing);
         let body = if decoder.is_done() {
-            if reusable {
+            // (`upload` is `None` here: the upload goes on only for an answer with a body.)
+            if reusable && upload.is_none() {
                 // Bytes after a bodiless response are not another response: `checkin`
                 // refuses a connection whose buffer is not empty.
                 self.inner.pool.checkin(key, conn);
@@ -570,6 +586,7 @@ impl Client {
             Body::from_boxed(
                 Box::pin(ResponseBody {
                     conn: Some(conn),
+                    upload,
                     decoder,
                     eof: false,
                     reuse: reusable.then(|| (self.inner.pool.clone(), key)),
