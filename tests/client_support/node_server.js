@@ -39,7 +39,8 @@ function handler(req, res) {
         res.end([
           req.method, req.url, 'body=' + body, 'auth=' + h('authorization'),
           'cookie=' + h('cookie'), 'ctype=' + h('content-type'), 'clen=' + h('content-length'),
-          'te=' + h('transfer-encoding'), 'host=' + h('host'), 'conn=' + id,
+          'te=' + h('transfer-encoding'), 'host=' + h('host'), 'ae=' + h('accept-encoding'),
+          'conn=' + id,
         ].join('\n'));
         break;
       }
