@@ -440,3 +440,40 @@ fn error_answer_then_close_mid_upload_is_returned() {
         assert_eq!(p.accepted(), 2);
     });
 }
+
+/// A request body stream that fails, or does not match the `Content-Length` it declared, is
+/// a request error (never a silently truncated or overlong request).
+#[test]
+fn request_body_stream_faults_are_request_errors() {
+    let p = peer(|_, mut stream| {
+        // Reads whatever comes until the client gives up.
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    run(async {
+        let client = Client::new();
+        let chunks = |sizes: &[usize]| {
+            let items: Vec<std::io::Result<bytes::Bytes>> = sizes
+                .iter()
+                .map(|&n| Ok(bytes::Bytes::from(vec![b'z'; n])))
+                .collect();
+            Body::from_stream(futures_lite::stream::iter(items))
+        };
+        let failing = Body::from_stream(futures_lite::stream::iter([
+            Ok(bytes::Bytes::from_static(b"some")),
+            Err(std::io::Error::other("the producer failed")),
+        ]));
+        for (name, declared, body) in [
+            ("shorter", Some("10"), chunks(&[3, 2])),
+            ("longer", Some("10"), chunks(&[6, 6])),
+            ("failing", None, failing),
+        ] {
+            let mut builder = Request::builder().method(Method::PUT).uri(p.url("/"));
+            if let Some(length) = declared {
+                builder = builder.header(header::CONTENT_LENGTH, length);
+            }
+            let err = client.send(builder.body(body).unwrap()).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Request, "{name}: {err}");
+        }
+    });
+}

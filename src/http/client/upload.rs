@@ -69,14 +69,14 @@ impl Upload {
     ) -> Poll<Result<(), WriteError>> {
         loop {
             while !self.queue.is_empty() {
-                let slices: Vec<IoSlice<'_>> = self
-                    .queue
-                    .iter()
-                    .take(MAX_SLICES)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                let n =
-                    ready!(io.as_mut().poll_write_vectored(cx, &slices)).map_err(WriteError::Io)?;
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for (slot, bytes) in slices.iter_mut().zip(&self.queue) {
+                    *slot = IoSlice::new(bytes);
+                    count += 1;
+                }
+                let n = ready!(io.as_mut().poll_write_vectored(cx, &slices[..count]))
+                    .map_err(WriteError::Io)?;
                 if n == 0 {
                     return Poll::Ready(Err(WriteError::Io(io::ErrorKind::WriteZero.into())));
                 }
