@@ -224,6 +224,36 @@ fn node_full_duplex_echo_streams_both_ways() {
     });
 }
 
+/// Ping-pong inside one exchange: each chunk of the request body is produced only once the
+/// echo of the previous one has been read from the response body.
+#[test]
+fn node_full_duplex_ping_pong_in_one_exchange() {
+    let Some(node) = node(30_000) else { return };
+    run(async {
+        let (tx, rx) = async_channel::unbounded::<std::io::Result<Bytes>>();
+        tx.send(Ok(Bytes::from("ping 0;"))).await.unwrap();
+        let put = request(Method::PUT, node.url(0, "/duplex"), Body::from_stream(rx));
+        let response = Client::new().send(put).await.unwrap();
+        let mut body = response.into_body();
+        let mut echoed = String::new();
+        for i in 1..=5 {
+            // Chunks may be split or merged on the way: read up to this ping's end.
+            while !echoed.ends_with(&format!("ping {};", i - 1)) {
+                let chunk = body.next().await.unwrap().unwrap();
+                echoed.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+            if i < 5 {
+                tx.send(Ok(Bytes::from(format!("ping {i};"))))
+                    .await
+                    .unwrap();
+            }
+        }
+        drop(tx);
+        assert!(body.next().await.is_none());
+        assert_eq!(echoed, "ping 0;ping 1;ping 2;ping 3;ping 4;");
+    });
+}
+
 /// Node answers 413 and closes without reading the upload: that answer is the result, not
 /// the write's broken pipe.
 #[test]

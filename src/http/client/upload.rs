@@ -85,7 +85,16 @@ impl Upload {
             let Some(stream) = self.stream.as_mut() else {
                 return io.as_mut().poll_flush(cx).map_err(WriteError::Io);
             };
-            match ready!(Pin::new(stream).poll_next(cx)) {
+            let next = match Pin::new(stream).poll_next(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => {
+                    // What was written must reach the server while the producer waits (a
+                    // TLS stream buffers records until flushed).
+                    ready!(io.as_mut().poll_flush(cx)).map_err(WriteError::Io)?;
+                    return Poll::Pending;
+                }
+            };
+            match next {
                 Some(Ok(chunk)) if chunk.is_empty() => {}
                 Some(Ok(chunk)) => self.frame(chunk)?,
                 Some(Err(err)) => {
