@@ -80,52 +80,56 @@ async fn echo_through(client: &Client, proxy: &str, echo: SocketAddr, greeting: 
 /// and answers 200 (then greets through the tunnel); without it, 407; an unreachable target,
 /// 502. Anything else is answered with its request line.
 fn untangle_proxy() -> SocketAddr {
-    serve_in_thread(
-        |s| s,
-        |mut req: Request<Body>| async move {
-            if req.method() != Method::CONNECT {
-                let line = format!("{} {}", req.method(), req.uri());
-                return Response::new(Body::from(line));
-            }
-            if req
-                .headers()
-                .get(header::PROXY_AUTHORIZATION)
-                .map(|v| v.as_bytes())
-                != Some(AUTH.as_bytes())
-            {
-                return Response::builder()
-                    .status(StatusCode::PROXY_AUTHENTICATION_REQUIRED)
-                    .header(header::PROXY_AUTHENTICATE, "Basic realm=\"test\"")
-                    .body(Body::from("auth required"))
-                    .unwrap();
-            }
-            let target = req.uri().authority().unwrap().to_string();
-            let Ok(upstream) = TcpStream::connect(target).await else {
-                return Response::builder()
-                    .status(StatusCode::BAD_GATEWAY)
-                    .body(Body::from("bad gateway"))
-                    .unwrap();
+    untangle_proxy_with(|s| s)
+}
+
+fn untangle_proxy_with<C>(configure: C) -> SocketAddr
+where
+    C: FnOnce(untangle::http::Server) -> untangle::http::Server + Send + 'static,
+{
+    serve_in_thread(configure, |mut req: Request<Body>| async move {
+        if req.method() != Method::CONNECT {
+            let line = format!("{} {}", req.method(), req.uri());
+            return Response::new(Body::from(line));
+        }
+        if req
+            .headers()
+            .get(header::PROXY_AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            != Some(AUTH.as_bytes())
+        {
+            return Response::builder()
+                .status(StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+                .header(header::PROXY_AUTHENTICATE, "Basic realm=\"test\"")
+                .body(Body::from("auth required"))
+                .unwrap();
+        }
+        let target = req.uri().authority().unwrap().to_string();
+        let Ok(upstream) = TcpStream::connect(target).await else {
+            return Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Body::from("bad gateway"))
+                .unwrap();
+        };
+        let on_upgrade = upgrade::on(&mut req);
+        untangle::spawn(async move {
+            let Ok(tunnel) = on_upgrade.await else { return };
+            let (mut from_client, mut to_client) = futures_lite::io::split(tunnel);
+            let (mut from_upstream, mut to_upstream) = futures_lite::io::split(upstream);
+            let _ = to_client.write_all(b"via untangle\n").await;
+            let up = async {
+                let _ = futures_lite::io::copy(&mut from_client, &mut to_upstream).await;
+                let _ = to_upstream.close().await;
             };
-            let on_upgrade = upgrade::on(&mut req);
-            untangle::spawn(async move {
-                let Ok(tunnel) = on_upgrade.await else { return };
-                let (mut from_client, mut to_client) = futures_lite::io::split(tunnel);
-                let (mut from_upstream, mut to_upstream) = futures_lite::io::split(upstream);
-                let _ = to_client.write_all(b"via untangle\n").await;
-                let up = async {
-                    let _ = futures_lite::io::copy(&mut from_client, &mut to_upstream).await;
-                    let _ = to_upstream.close().await;
-                };
-                let down = async {
-                    let _ = futures_lite::io::copy(&mut from_upstream, &mut to_client).await;
-                    let _ = to_client.close().await;
-                };
-                futures_lite::future::zip(up, down).await;
-            })
-            .detach();
-            Response::new(Body::empty())
-        },
-    )
+            let down = async {
+                let _ = futures_lite::io::copy(&mut from_upstream, &mut to_client).await;
+                let _ = to_client.close().await;
+            };
+            futures_lite::future::zip(up, down).await;
+        })
+        .detach();
+        Response::new(Body::empty())
+    })
 }
 
 #[test]
@@ -180,6 +184,24 @@ fn tunnel_through_our_own_server_as_a_proxy() {
             forwarded.into_body().text().await.unwrap(),
             "GET http://example.com:8080/a?b"
         );
+    });
+}
+
+/// An `https://` proxy: the CONNECT goes inside TLS to the proxy, and the tunnel is a byte
+/// stream over that TLS connection.
+#[cfg(feature = "tls")]
+#[test]
+fn tunnel_through_a_tls_proxy() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let server_cert = cert.clone();
+    let echo = echo_server();
+    let proxy = untangle_proxy_with(move |s| s.tls(vec![server_cert], key).expect("TLS settings"));
+    run(async {
+        let client = Client::builder().add_root_certificate(cert).build();
+        let proxy = format!("https://localhost:{}", proxy.port());
+        echo_through(&client, &proxy, echo, b"via untangle\n").await;
     });
 }
 
