@@ -68,9 +68,13 @@
 //!
 //! # Client
 //!
-//! A request sent with [`Client::send`](crate::http::Client::send) that gets a `101` answer
-//! carries its connection in the response: [`on`] on that response resolves at once to the
-//! [`Upgraded`] connection, which never returns to the pool.
+//! A request sent with [`Client::send`](crate::http::Client::send) that gets a `101` answer,
+//! or a `CONNECT` that gets a 2xx (through a proxy:
+//! [`Client::send_via`](crate::http::Client::send_via)), carries its connection in the
+//! response: [`on`] on that response resolves at once to the [`Upgraded`] connection, which
+//! starts with the bytes that came behind the head and never returns to the pool. Any other
+//! answer is an ordinary response (its body readable as usual) and [`on`] resolves to an
+//! error.
 
 use std::fmt;
 use std::future::Future;
@@ -201,10 +205,10 @@ fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, State> {
 /// A future for the upgraded connection of a request or response, made by [`on`].
 ///
 /// Resolves to the [`Upgraded`] connection once the server has written its `101` (or 2xx to
-/// `CONNECT`) head; on the client, at once when the response was a `101`. Resolves to an
-/// error when there is no upgrade: the request did not ask for one (or had a body), the
-/// handler's answer did not switch protocols, the connection closed first, or another clone of
-/// this `OnUpgrade` took the connection.
+/// `CONNECT`) head; on the client, at once when the response was a `101` (or a 2xx to
+/// `CONNECT`). Resolves to an error when there is no upgrade: the request did not ask for one
+/// (or had a body), the answer did not switch protocols, the connection closed first, or
+/// another clone of this `OnUpgrade` took the connection.
 ///
 /// On the server, await it in a task of its own, never in the handler itself (see the
 /// [module documentation](self)).

@@ -1,5 +1,7 @@
 //! The response body stream: reads the body off its connection by its framing, then hands the
-//! connection back to the pool if it may be reused.
+//! connection back to the pool if it may be reused. When the response came while the request
+//! body was still being written (a full-duplex exchange), each poll carries the upload on
+//! first (`upload.rs`).
 
 use std::future::Future;
 use std::io;
@@ -14,12 +16,16 @@ use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{self, Decoded, Decoder};
 use crate::time::Sleep;
 
+use super::exchange::WriteError;
 use super::pool::{Conn, Pool, PoolKey};
+use super::upload::Upload;
 
 /// A response body streaming from its connection.
 pub(super) struct ResponseBody {
     /// `None` once the body ended or failed.
     pub(super) conn: Option<Conn>,
+    /// What is left of the request body to write, if the response came first.
+    pub(super) upload: Option<Upload>,
     pub(super) decoder: Decoder,
     /// The server closed the connection.
     pub(super) eof: bool,
@@ -31,13 +37,20 @@ pub(super) struct ResponseBody {
 
 impl ResponseBody {
     fn finish(&mut self) {
-        if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.reuse.take()) {
+        let conn = self.conn.take();
+        // A request body still unsent when the response ended: the server may read the rest
+        // as its next request, so the connection closes instead.
+        if self.upload.take().is_some() {
+            return;
+        }
+        if let (Some(conn), Some((pool, key))) = (conn, self.reuse.take()) {
             pool.checkin(key, conn);
         }
     }
 
     fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<Bytes>>> {
         self.conn = None;
+        self.upload = None;
         self.reuse = None;
         Poll::Ready(Some(Err(err)))
     }
@@ -52,6 +65,20 @@ impl Stream for ResponseBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
+            if let Some(upload) = this.upload.as_mut() {
+                match upload.poll_write(Pin::new(&mut conn.io), cx) {
+                    Poll::Ready(Ok(())) => this.upload = None,
+                    Poll::Ready(Err(WriteError::Body(err))) => return this.fail(err.into()),
+                    // The server stopped reading; its response may still end well, but the
+                    // connection is done.
+                    Poll::Ready(Err(WriteError::Io(err))) => {
+                        log::debug!("the rest of the request body could not be sent: {err}");
+                        this.upload = None;
+                        this.reuse = None;
+                    }
+                    Poll::Pending => {}
+                }
+            }
             match this.decoder.decode(&mut conn.rbuf, this.eof) {
                 Ok(Decoded::Data(data)) => {
                     if this.decoder.is_done() {

@@ -1,15 +1,16 @@
 //! One request/response exchange on a connection: the request as prepared for writing (head
-//! and body), writing it, and reading up to the final response head. A request that waits
-//! for `100 Continue` before its body goes through `expect.rs` instead.
+//! and body), writing it, and reading up to the final response head while the body is
+//! written (`upload.rs`). A request that waits for `100 Continue` before its body goes
+//! through `expect.rs` first.
 
 use std::io;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use futures_lite::StreamExt;
 use http::header;
 use http::{Method, Response, StatusCode};
 
@@ -20,6 +21,7 @@ use crate::http::h1::{self, ResponseHead};
 
 use super::pool::Conn;
 use super::redirect::Target;
+use super::upload::Upload;
 
 /// The `User-Agent` sent unless a request sets its own.
 const USER_AGENT: &str = concat!("untangle/", env!("CARGO_PKG_VERSION"));
@@ -36,6 +38,17 @@ pub(super) enum OutBody {
     Full(Bytes),
     /// A stream: with a declared length (`Some`) or chunked (`None`).
     Stream(Body, Option<u64>),
+}
+
+/// How the request line names its target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TargetForm {
+    /// `/path?query`: to the origin server.
+    Origin,
+    /// `http://host/path?query`: to a forward proxy.
+    Absolute,
+    /// `host:port`: `CONNECT`.
+    Authority,
 }
 
 /// A request encoded for the wire.
@@ -78,6 +91,7 @@ impl Prepared {
         parts: &http::request::Parts,
         body: Body,
         target: &Target,
+        form: TargetForm,
         expect_config: ExpectContinue,
     ) -> Prepared {
         let method = parts.method.clone();
@@ -100,12 +114,25 @@ impl Prepared {
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(method.as_str().as_bytes());
         head.push(b' ');
-        // Origin form: the path (at least "/") and the query.
-        let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
-        if !path.starts_with('/') {
-            head.push(b'/');
+        if form == TargetForm::Authority {
+            head.extend_from_slice(target.host_header.as_bytes());
+        } else {
+            if form == TargetForm::Absolute {
+                let scheme = if target.key.https {
+                    "https://"
+                } else {
+                    "http://"
+                };
+                head.extend_from_slice(scheme.as_bytes());
+                head.extend_from_slice(target.host_header.as_bytes());
+            }
+            // The path (at least "/") and the query.
+            let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            if !path.starts_with('/') {
+                head.push(b'/');
+            }
+            head.extend_from_slice(path.as_bytes());
         }
-        head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         if !headers.contains_key(header::HOST) {
             head.extend_from_slice(b"host: ");
@@ -162,6 +189,15 @@ impl Prepared {
     pub(super) fn replayable(&self) -> bool {
         !matches!(self.body, OutBody::Stream(..))
     }
+
+    /// The body's upload; a buffer stays behind for a retry on a new connection.
+    pub(super) fn take_upload(&mut self) -> Option<Upload> {
+        let body = std::mem::replace(&mut self.body, OutBody::None);
+        if let OutBody::Full(bytes) = &body {
+            self.body = OutBody::Full(bytes.clone());
+        }
+        Upload::new(body)
+    }
 }
 
 pub(super) fn is_idempotent(method: &Method) -> bool {
@@ -171,9 +207,14 @@ pub(super) fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Why an exchange failed: `Stale` when nothing of a response arrived and the connection
-/// may simply have been closed by the server while idle (worth one retry if it was pooled).
+/// Why an exchange failed.
 pub(super) enum Failure {
+    /// The connection failed before the transport took any byte of the request: the server
+    /// cannot have seen it, so any request may be sent again (on a pooled connection, that
+    /// the server closed while it was idle).
+    Unsent(Error),
+    /// Nothing of a response arrived: the connection may simply have been closed by the
+    /// server while idle (an idempotent request is worth one retry if it was pooled).
     Stale(Error),
     Fatal(Error),
 }
@@ -181,9 +222,35 @@ pub(super) enum Failure {
 impl Failure {
     pub(super) fn into_error(self) -> Error {
         match self {
-            Failure::Stale(err) | Failure::Fatal(err) => err,
+            Failure::Unsent(err) | Failure::Stale(err) | Failure::Fatal(err) => err,
         }
     }
+}
+
+/// Writes a request head: a failure before the first byte is taken is [`Failure::Unsent`],
+/// a later one [`Failure::Stale`] (no response byte can have arrived yet).
+pub(super) async fn write_head<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    head: &[u8],
+) -> Result<(), Failure> {
+    let mut written = 0;
+    while written < head.len() {
+        match io.write(&head[written..]).await {
+            Ok(0) => {
+                let err: Error = io::Error::from(io::ErrorKind::WriteZero).into();
+                return Err(if written == 0 {
+                    Failure::Unsent(err)
+                } else {
+                    Failure::Stale(err)
+                });
+            }
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if written == 0 => return Err(Failure::Unsent(err.into())),
+            Err(err) => return Err(Failure::Stale(err.into())),
+        }
+    }
+    Ok(())
 }
 
 /// A response whose body may keep its connection for the pool.
@@ -194,39 +261,114 @@ pub(super) struct Exchanged {
     pub(super) reusable: bool,
 }
 
+/// The final response head, and the part of the request body still being written when it
+/// came (a full-duplex exchange: the response body carries the upload on).
+pub(super) struct Answered {
+    pub(super) head: ResponseHead,
+    pub(super) upload: Option<Upload>,
+}
+
 /// Writes the request and reads up to the final response head.
 pub(super) async fn exchange(
     conn: &mut Conn,
     prepared: &mut Prepared,
-) -> Result<ResponseHead, Failure> {
+) -> Result<Answered, Failure> {
     if let Some(wait) = prepared.expect {
         return super::expect::exchange(conn, prepared, wait).await;
     }
     // Until the first response byte, an I/O failure may just mean the server had closed the
     // idle connection.
-    let stale = |err: io::Error| Failure::Stale(err.into());
-    conn.io.write_all(&prepared.head).await.map_err(stale)?;
-    match std::mem::replace(&mut prepared.body, OutBody::None) {
-        OutBody::None => {}
-        OutBody::Full(bytes) => {
-            let written = conn.io.write_all(&bytes).await;
-            prepared.body = OutBody::Full(bytes);
-            written.map_err(stale)?;
-        }
-        OutBody::Stream(body, length) => write_stream(&mut conn.io, body, length)
-            .await
-            .map_err(WriteError::into_failure)?,
-    }
-    conn.io.flush().await.map_err(stale)?;
+    write_head(&mut conn.io, &prepared.head).await?;
     let mut received = !conn.rbuf.is_empty();
-    read_head(
-        &mut conn.io,
-        &mut conn.rbuf,
-        &prepared.method,
-        false,
-        &mut received,
-    )
-    .await
+    match prepared.take_upload() {
+        Some(upload) => send_body(conn, upload, &prepared.method, &mut received).await,
+        None => {
+            conn.io
+                .flush()
+                .await
+                .map_err(|err| Failure::Stale(err.into()))?;
+            let head = read_head(
+                &mut conn.io,
+                &mut conn.rbuf,
+                &prepared.method,
+                false,
+                &mut received,
+            )
+            .await?;
+            Ok(Answered { head, upload: None })
+        }
+    }
+}
+
+/// Writes the body while reading the response (see `upload.rs`): the final head, with the
+/// rest of the upload when a success answer came first.
+pub(super) async fn send_body(
+    conn: &mut Conn,
+    upload: Upload,
+    method: &Method,
+    received: &mut bool,
+) -> Result<Answered, Failure> {
+    let mut upload = Some(upload);
+    // `None` while the body is still being written.
+    let mut sent: Option<Result<(), io::Error>> = None;
+    let raced = poll_fn(|cx| {
+        // The write goes first: when it finishes in the same turn as the response arrives,
+        // the body was sent whole and the connection may be kept.
+        if let Some(writing) = upload.as_mut() {
+            match writing.poll_write(Pin::new(&mut conn.io), cx) {
+                Poll::Ready(Ok(())) => {
+                    upload = None;
+                    sent = Some(Ok(()));
+                }
+                // The request body itself failed: nothing more to wait for.
+                Poll::Ready(Err(WriteError::Body(err))) => {
+                    return Poll::Ready(Err(Failure::Fatal(err)))
+                }
+                // A broken connection may still hold the response the server sent before it
+                // closed (a 413 and a reset): keep reading, which ends with the response or
+                // with the end of the stream.
+                Poll::Ready(Err(WriteError::Io(err))) => {
+                    upload = None;
+                    sent = Some(Err(err));
+                }
+                Poll::Pending => {}
+            }
+        }
+        poll_head(&mut conn.io, &mut conn.rbuf, method, false, received, cx)
+    })
+    .await;
+    match (raced, sent) {
+        (Ok(head), Some(Ok(()))) => Ok(Answered { head, upload: None }),
+        (Ok(head), _) => early(head, upload),
+        // The write failed first: its error says more than the read's end of stream.
+        (Err(Failure::Stale(_)), Some(Err(err))) => Err(Failure::Stale(err.into())),
+        (Err(Failure::Fatal(_)), Some(Err(err))) => Err(Failure::Fatal(err.into())),
+        (Err(failure), _) => Err(failure),
+    }
+}
+
+/// A final response that came before the whole body was sent (`upload`: what is left of
+/// it).
+pub(super) fn early(mut head: ResponseHead, upload: Option<Upload>) -> Result<Answered, Failure> {
+    let status = head.response.status();
+    // RFC 9110 §7.8: a server must send 100 before 101 to a request expecting it; an
+    // upgrade on a connection still owing part of a body would mix the two protocols.
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(Failure::Fatal(Error::new(
+            ErrorKind::BadResponse,
+            "101 Switching Protocols before the request body was sent",
+        )));
+    }
+    if status.is_success() && head.framing != h1::Framing::Empty && upload.is_some() {
+        log::trace!("response {status} while the request body is still being sent");
+        return Ok(Answered { head, upload });
+    }
+    log::debug!(
+        "final response {status} before the request body was sent whole; the connection will \
+         close"
+    );
+    head.reusable = false;
+    Ok(Answered { head, upload: None })
 }
 
 /// Why writing a request body failed.
@@ -235,96 +377,6 @@ pub(super) enum WriteError {
     Io(io::Error),
     /// The body itself: its stream failed or did not match its `Content-Length`.
     Body(Error),
-}
-
-impl WriteError {
-    pub(super) fn into_failure(self) -> Failure {
-        match self {
-            WriteError::Io(err) => Failure::Fatal(err.into()),
-            WriteError::Body(err) => Failure::Fatal(err),
-        }
-    }
-}
-
-/// Writes a streaming body: exactly `length` bytes, or chunked.
-pub(super) async fn write_stream<W: AsyncWrite + Unpin>(
-    mut io: W,
-    mut body: Body,
-    length: Option<u64>,
-) -> Result<(), WriteError> {
-    let mut written: u64 = 0;
-    let mut chunk_head = Vec::with_capacity(20);
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|err| {
-            WriteError::Body(Error::with_source(
-                ErrorKind::Request,
-                "the request body stream failed",
-                err,
-            ))
-        })?;
-        if chunk.is_empty() {
-            continue;
-        }
-        written += chunk.len() as u64;
-        match length {
-            Some(length) => {
-                if written > length {
-                    return Err(WriteError::Body(Error::new(
-                        ErrorKind::Request,
-                        format!("the request body is longer than its Content-Length ({length})"),
-                    )));
-                }
-                io.write_all(&chunk).await.map_err(WriteError::Io)?;
-            }
-            None => {
-                chunk_head.clear();
-                h1::encode_chunk_head(chunk.len(), &mut chunk_head);
-                write_parts(&mut io, &[&chunk_head, &chunk, b"\r\n"])
-                    .await
-                    .map_err(WriteError::Io)?;
-            }
-        }
-    }
-    match length {
-        Some(length) if written != length => Err(WriteError::Body(Error::new(
-            ErrorKind::Request,
-            format!("the request body is shorter ({written}) than its Content-Length ({length})"),
-        ))),
-        Some(_) => Ok(()),
-        None => io.write_all(h1::CHUNKED_END).await.map_err(WriteError::Io),
-    }
-}
-
-/// Writes all of `parts`, as few writes as the transport allows (vectored).
-async fn write_parts<W: AsyncWrite + Unpin>(io: &mut W, parts: &[&[u8]]) -> io::Result<()> {
-    let mut index = 0;
-    let mut offset = 0;
-    while index < parts.len() {
-        if offset == parts[index].len() {
-            index += 1;
-            offset = 0;
-            continue;
-        }
-        let mut slices = Vec::with_capacity(parts.len() - index);
-        slices.push(io::IoSlice::new(&parts[index][offset..]));
-        slices.extend(parts[index + 1..].iter().map(|p| io::IoSlice::new(p)));
-        let mut n = poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &slices)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && index < parts.len() {
-            let left = parts[index].len() - offset;
-            if n < left {
-                offset += n;
-                n = 0;
-            } else {
-                n -= left;
-                index += 1;
-                offset = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Reads response heads until the final one: 1xx other than 101 are skipped, except a `100`
@@ -338,44 +390,59 @@ pub(super) async fn read_head<R: AsyncRead + Unpin>(
     stop_at_continue: bool,
     received: &mut bool,
 ) -> Result<ResponseHead, Failure> {
+    poll_fn(|cx| poll_head(&mut io, rbuf, method, stop_at_continue, received, cx)).await
+}
+
+/// [`read_head`], one poll.
+fn poll_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    rbuf: &mut ReadBuf,
+    method: &Method,
+    stop_at_continue: bool,
+    received: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ResponseHead, Failure>> {
     loop {
         if !rbuf.is_empty() {
             match h1::parse_response(rbuf, method, MAX_HEAD_BYTES) {
                 Ok(Some(head)) => {
                     let status = head.response.status();
                     if status == StatusCode::CONTINUE && stop_at_continue {
-                        return Ok(head);
+                        return Poll::Ready(Ok(head));
                     }
                     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                         log::trace!("skipping interim response {status}");
                         continue;
                     }
-                    return Ok(head);
+                    return Poll::Ready(Ok(head));
                 }
                 Ok(None) => {}
                 Err(h1::BadResponse(reason)) => {
-                    return Err(Failure::Fatal(Error::new(ErrorKind::BadResponse, reason)))
+                    return Poll::Ready(Err(Failure::Fatal(Error::new(
+                        ErrorKind::BadResponse,
+                        reason,
+                    ))))
                 }
             }
         }
-        match poll_fn(|cx| rbuf.poll_fill(&mut io, cx)).await {
-            Ok(0) if !*received => {
-                return Err(Failure::Stale(Error::with_source(
-                    ErrorKind::Io,
-                    "connection closed before a response",
-                    io::Error::from(io::ErrorKind::UnexpectedEof),
-                )))
+        let failure = match ready!(rbuf.poll_fill(&mut *io, cx)) {
+            Ok(0) if !*received => Failure::Stale(Error::with_source(
+                ErrorKind::Io,
+                "connection closed before a response",
+                io::Error::from(io::ErrorKind::UnexpectedEof),
+            )),
+            Ok(0) => Failure::Fatal(Error::with_source(
+                ErrorKind::Io,
+                "connection closed in the middle of a response head",
+                io::Error::from(io::ErrorKind::UnexpectedEof),
+            )),
+            Ok(_) => {
+                *received = true;
+                continue;
             }
-            Ok(0) => {
-                return Err(Failure::Fatal(Error::with_source(
-                    ErrorKind::Io,
-                    "connection closed in the middle of a response head",
-                    io::Error::from(io::ErrorKind::UnexpectedEof),
-                )))
-            }
-            Ok(_) => *received = true,
-            Err(err) if !*received => return Err(Failure::Stale(err.into())),
-            Err(err) => return Err(Failure::Fatal(err.into())),
-        }
+            Err(err) if !*received => Failure::Stale(err.into()),
+            Err(err) => Failure::Fatal(err.into()),
+        };
+        return Poll::Ready(Err(failure));
     }
 }

@@ -2,16 +2,19 @@
 //!
 //! One request at a time per connection, connections kept alive in a per-client pool (see
 //! `pool.rs`), response bodies streamed from the socket, redirects followed for `GET`/`HEAD`,
-//! HTTPS through rustls (feature `tls`). One exchange on a connection is in `exchange.rs`, the
-//! response body stream in `body.rs`, URL and `Location` handling in `redirect.rs`, a body
-//! that waits for `100 Continue` in `expect.rs`.
+//! HTTPS through rustls (feature `tls`), `CONNECT` tunnels and forward proxying
+//! ([`Client::send_via`]). One exchange on a connection is in `exchange.rs`, opening a
+//! connection in `connect.rs`, the response body stream in `body.rs`, URL and `Location`
+//! handling in `redirect.rs`, a body that waits for `100 Continue` in `expect.rs`.
 
 mod body;
 mod builder;
+mod connect;
 mod exchange;
 mod expect;
 mod pool;
 mod redirect;
+mod upload;
 
 #[cfg(feature = "tls")]
 use std::cell::OnceCell;
@@ -29,15 +32,15 @@ use crate::http::body::Body;
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{Decoder, Framing, ResponseHead};
 use crate::http::upgrade::{OnUpgrade, Upgraded};
-use crate::net::TcpStream;
 use crate::time::sleep_until;
 
 use body::ResponseBody;
 pub use builder::ClientBuilder;
 use builder::Config;
-use exchange::{exchange, is_idempotent, Exchanged, Failure, Prepared};
-use pool::{Conn, Pool, Transport};
+use exchange::{exchange, is_idempotent, Answered, Exchanged, Failure, Prepared, TargetForm};
+use pool::{Conn, Pool, PoolKey};
 use redirect::{discard, parse_url, resolve_location, same_origin_for_credentials, Target};
+use upload::Upload;
 
 /// Fetches `url` with `GET` using this thread's default [`Client`] (default settings; its
 /// connection pool is shared by all `get` calls on the thread).
@@ -73,6 +76,24 @@ thread_local! {
     static DEFAULT_CLIENT: Client = Client::new();
 }
 
+/// Runs `exchange`, failing with [`ErrorKind::Timeout`] at `deadline` if it is still going.
+async fn within<F>(deadline: Option<Instant>, exchange: F) -> Result<Response<Body>, Error>
+where
+    F: std::future::Future<Output = Result<Response<Body>, Error>>,
+{
+    match deadline {
+        None => exchange.await,
+        Some(deadline) => {
+            exchange
+                .or(async {
+                    sleep_until(deadline).await;
+                    Err(Error::new(ErrorKind::Timeout, "request timed out"))
+                })
+                .await
+        }
+    }
+}
+
 fn get_request(uri: Uri) -> Request<Body> {
     let mut request = Request::new(Body::empty());
     *request.uri_mut() = uri;
@@ -90,9 +111,11 @@ fn get_request(uri: Uri) -> Request<Body> {
 ///   method into `GET`. Other methods get the 3xx response itself. When a redirect leaves the
 ///   host (another host or port, or from `https` to `http`), `Authorization`, `Cookie` and
 ///   `Proxy-Authorization` are dropped.
-/// - An idempotent request that finds its pooled connection closed by the server (the write
-///   fails, or the connection ends before any byte of a response) is retried once on a new
-///   connection.
+/// - A request that finds its pooled connection closed by the server is sent again, once, on
+///   a new connection when the server cannot have processed it (the rule hyper follows): any
+///   request whose first write failed (nothing of it was sent), and an idempotent one (`GET`,
+///   `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`, without a streamed body) when the
+///   connection ended before any byte of a response.
 /// - A request body can wait for the server's go-ahead (`Expect: 100-continue`, per request
 ///   or above a size: [`ClientBuilder::expect_continue_above`]); see [`Client::send`].
 ///
@@ -126,7 +149,7 @@ struct ClientInner {
     pool: Rc<Pool>,
     /// Built on first HTTPS use: loading the trust anchors costs more than a plain client.
     #[cfg(feature = "tls")]
-    tls: OnceCell<Result<super::tls::TlsConnector, String>>,
+    tls: OnceCell<Result<crate::http::tls::TlsConnector, String>>,
 }
 
 impl ClientBuilder {
@@ -206,6 +229,21 @@ impl Client {
     /// connection: [`upgrade::on`](crate::http::upgrade::on) on the response gives it as an
     /// [`Upgraded`](crate::http::upgrade::Upgraded) (it never returns to the pool).
     ///
+    /// A `CONNECT` request names its target in authority form (`host:port`) and goes to that
+    /// authority itself, as with hyper's client; a 2xx answer is a tunnel, taken with
+    /// `upgrade::on`. To open a tunnel through a proxy, see [`send_via`](Client::send_via).
+    ///
+    /// # Answers that come while the body is being sent
+    ///
+    /// The response is read while the request body is written, as hyper does. Any answer but
+    /// a 2xx with a body (a 3xx, 4xx, 5xx, a `204`) that arrives mid-upload is returned,
+    /// the rest of the body is not sent, and the connection closes after that response; so a
+    /// server that refuses a large upload and closes gives its `413`, not a broken pipe. A
+    /// 2xx answer with a body that arrives mid-upload is returned at once and the
+    /// upload goes on as its body is read (a full-duplex server, such as an echo that
+    /// streams back what it receives); the connection is reused only if the whole request
+    /// body was sent before the response body ended.
+    ///
     /// # `Expect: 100-continue`
     ///
     /// A request with a body that carries `Expect: 100-continue` (set on the request, or
@@ -213,10 +251,11 @@ impl Client {
     /// the server: on `100 Continue` the body follows; with no answer within
     /// [`ClientBuilder::expect_continue_timeout`] (1 s by default) it is sent anyway. Other
     /// interim responses (`102`, `103`, several of them) are skipped, before and after the
-    /// body. A final response that arrives before or during the upload (`413 Content Too
+    /// body. A final response that arrives instead of `100 Continue` (`413 Content Too
     /// Large`, `401`, `417 Expectation Failed`, …) is the response returned, not an error: the
-    /// rest of the body is not sent and the connection is closed after that response, never
-    /// pooled. A `417` is returned as it is (the request is not retried without `Expect`). If
+    /// body is not sent and the connection is closed after that response, never pooled;
+    /// during the upload, the rules above apply. A `417` is returned as it is (the request
+    /// is not retried without `Expect`). If
     /// the server closes the connection during the upload and its response cannot be read,
     /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
     /// body is sent as it is and nothing waits.
@@ -226,23 +265,84 @@ impl Client {
     /// [`ErrorKind::TooManyRedirects`], [`ErrorKind::Request`] (the request body stream
     /// failed or did not match its `Content-Length`).
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Error> {
-        let deadline = self
-            .inner
+        let deadline = self.deadline();
+        within(deadline, self.send_following(request, deadline)).await
+    }
+
+    /// Sends `request` on a connection to the HTTP proxy at `proxy` (an `http://host:port`
+    /// or `https://host:port` URL) rather than to the host its URI names.
+    ///
+    /// - A **`CONNECT`** request opens a tunnel: its URI is the tunnel's target in authority
+    ///   form (`host:port`, as with hyper), written as the request line's target and as
+    ///   `Host`. A 2xx answer comes back as a response without a body that carries the
+    ///   connection: [`upgrade::on`](crate::http::upgrade::on) on it gives the tunnel as an
+    ///   [`Upgraded`](crate::http::upgrade::Upgraded) byte stream, starting with whatever the
+    ///   proxy sent right after its head. Any other answer (`407 Proxy Authentication
+    ///   Required`, `502`, …) is an ordinary response with its body. Either way the
+    ///   connection is a new one and never returns to the pool.
+    /// - Any other request to an `http://` URL goes out in absolute form (`GET
+    ///   http://host/path HTTP/1.1`), as a forward proxy expects, on a pooled connection to
+    ///   the proxy. An `https://` URL through a proxy needs a tunnel and TLS inside it, which
+    ///   this client does not do: [`ErrorKind::InvalidUrl`].
+    ///
+    /// Headers such as `Proxy-Authorization` are sent as the request has them. Redirects are
+    /// not followed. [`ClientBuilder::timeout`] and `connect_timeout` apply as for
+    /// [`send`](Client::send); an open tunnel has no time limit.
+    ///
+    /// # Example: a tunnel through an HTTP proxy
+    /// ```no_run
+    /// use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    /// use untangle::http::{upgrade, Body, Client, Method, Request};
+    ///
+    /// untangle::block_on(async {
+    ///     let connect = Request::builder()
+    ///         .method(Method::CONNECT)
+    ///         .uri("example.com:80")
+    ///         .header("proxy-authorization", "Basic dXNlcjpwYXNz")
+    ///         .body(Body::empty())?;
+    ///     let response = Client::new().send_via("http://proxy.local:3128", connect).await?;
+    ///     if !response.status().is_success() {
+    ///         let status = response.status();
+    ///         let reason = response.into_body().text().await?;
+    ///         panic!("the proxy refused: {status} {reason}");
+    ///     }
+    ///     let mut tunnel = upgrade::on(response).await?;
+    ///     // Whatever goes through is between us and example.com:80 (TLS would go here).
+    ///     tunnel
+    ///         .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    ///         .await?;
+    ///     let mut page = Vec::new();
+    ///     tunnel.read_to_end(&mut page).await?;
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn send_via<U>(
+        &self,
+        proxy: U,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Error>
+    where
+        Uri: TryFrom<U>,
+        <Uri as TryFrom<U>>::Error: Into<http::Error>,
+    {
+        let proxy = Target::of(&parse_url(proxy)?)?;
+        let deadline = self.deadline();
+        within(deadline, async {
+            Ok(self
+                .execute(request, deadline, Some(&proxy))
+                .await?
+                .response)
+        })
+        .await
+    }
+
+    /// When a request started now must be done by, if the client has a timeout.
+    fn deadline(&self) -> Option<Instant> {
+        self.inner
             .config
             .timeout
-            .and_then(|t| crate::time::now().checked_add(t));
-        let exchange = self.send_following(request, deadline);
-        match deadline {
-            None => exchange.await,
-            Some(deadline) => {
-                exchange
-                    .or(async {
-                        sleep_until(deadline).await;
-                        Err(Error::new(ErrorKind::Timeout, "request timed out"))
-                    })
-                    .await
-            }
-        }
+            .and_then(|t| crate::time::now().checked_add(t))
     }
 
     async fn send_following(
@@ -253,8 +353,9 @@ impl Client {
         let limit = self.inner.config.redirect_limit;
         let mut redirects = 0;
         loop {
-            if limit == 0 {
-                return Ok(self.execute(request, deadline).await?.response);
+            // A tunnel is never redirected: a 3xx to CONNECT is the proxy's answer.
+            if limit == 0 || request.method() == Method::CONNECT {
+                return Ok(self.execute(request, deadline, None).await?.response);
             }
             let method = request.method().clone();
             let uri = request.uri().clone();
@@ -263,7 +364,7 @@ impl Client {
                 Some(0) => Some(Bytes::new()),
                 _ => request.body().as_full().cloned(),
             };
-            let Exchanged { response, reusable } = self.execute(request, deadline).await?;
+            let Exchanged { response, reusable } = self.execute(request, deadline, None).await?;
 
             let status = response.status();
             let next_method = match status {
@@ -339,31 +440,67 @@ impl Client {
         }
     }
 
-    /// One request, one response (no redirects): a pooled connection or a new one, with one
-    /// retry on a new connection when a pooled one turns out to be closed.
+    /// One request, one response (no redirects): a pooled connection or a new one (to
+    /// `proxy` when given), with one retry on a new connection when a pooled one turns out to
+    /// be closed.
     async fn execute(
         &self,
         request: Request<Body>,
         deadline: Option<Instant>,
+        proxy: Option<&Target>,
     ) -> Result<Exchanged, Error> {
-        let target = Target::of(request.uri())?;
+        let tunnel = request.method() == Method::CONNECT;
+        let (target, form) = if tunnel {
+            if request.body().size_hint() != Some(0) {
+                return Err(Error::new(
+                    ErrorKind::Request,
+                    "a CONNECT request has no content (RFC 9110 §9.3.6)",
+                ));
+            }
+            (Target::connect(request.uri())?, TargetForm::Authority)
+        } else {
+            let target = Target::of(request.uri())?;
+            match proxy {
+                None => (target, TargetForm::Origin),
+                Some(_) if target.key.https => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidUrl,
+                        format!(
+                            "an https URL through a proxy needs a CONNECT tunnel: {}",
+                            request.uri()
+                        ),
+                    ))
+                }
+                Some(_) => (target, TargetForm::Absolute),
+            }
+        };
+        // Where the connection goes.
+        let peer = proxy.unwrap_or(&target);
         let (parts, body) = request.into_parts();
-        let mut prepared = Prepared::new(&parts, body, &target, self.inner.config.expect_continue);
+        let mut prepared = Prepared::new(
+            &parts,
+            body,
+            &target,
+            form,
+            self.inner.config.expect_continue,
+        );
         let retry_allowed = is_idempotent(&prepared.method) && prepared.replayable();
-        let mut use_pool = true;
+        // A tunnel takes its connection for good: a new one, so that no request queued for
+        // the pool's connections waits behind it and no stale one fails it.
+        let mut use_pool = !tunnel;
         loop {
             let pooled = if use_pool {
-                self.inner.pool.checkout(&target.key).await
+                self.inner.pool.checkout(&peer.key).await
             } else {
                 None
             };
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => self.connect(&target).await?,
+                None => self.connect(peer).await?,
             };
             match exchange(&mut conn, &mut prepared).await {
-                Ok(head) => {
+                Ok(Answered { head, upload }) => {
                     if head.response.status() == StatusCode::SWITCHING_PROTOCOLS
                         && !prepared.upgrade
                     {
@@ -374,7 +511,17 @@ impl Client {
                             "101 Switching Protocols to a request that asked for no upgrade",
                         ));
                     }
-                    return Ok(self.respond(conn, head, &prepared, target, deadline));
+                    let key = peer.key.clone();
+                    return Ok(self.respond(conn, head, upload, &prepared, key, deadline));
+                }
+                // Never written (hyper's "canceled" request): any method may go again.
+                Err(Failure::Unsent(err)) if reused => {
+                    log::debug!(
+                        "pooled connection to {} was closed before the request was written \
+                         ({err}); sending it on a new one",
+                        target.host_header
+                    );
+                    use_pool = false;
                 }
                 Err(Failure::Stale(err)) if reused && retry_allowed => {
                     log::debug!(
@@ -393,8 +540,9 @@ impl Client {
         &self,
         conn: Conn,
         head: ResponseHead,
+        upload: Option<Upload>,
         prepared: &Prepared,
-        target: Target,
+        key: PoolKey,
         deadline: Option<Instant>,
     ) -> Exchanged {
         let ResponseHead {
@@ -403,8 +551,10 @@ impl Client {
             reusable,
         } = head;
         let status = response.status();
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now speaks another protocol: it goes to `upgrade::on(&mut
+        let tunnel = prepared.method == Method::CONNECT;
+        if status == StatusCode::SWITCHING_PROTOCOLS || (tunnel && status.is_success()) {
+            // The connection now speaks another protocol (or is a tunnel, whose 2xx head has
+            // no body whatever its fields say, RFC 9110 §9.3.6): it goes to `upgrade::on(&mut
             // response)`, with what the server sent behind the head, never to the pool.
             let Conn { io, mut rbuf } = conn;
             let buffered = rbuf.split_to(rbuf.len());
@@ -415,7 +565,9 @@ impl Client {
                 reusable: false,
             };
         }
-        let reusable = reusable && !prepared.close && framing != Framing::Eof;
+        // After a refused CONNECT the proxy may already be reading tunnel bytes, or close
+        // (our server does): never reused.
+        let reusable = reusable && !prepared.close && framing != Framing::Eof && !tunnel;
         let length = match framing {
             Framing::Empty => Some(0),
             Framing::Length(n) => Some(n),
@@ -423,19 +575,21 @@ impl Client {
         };
         let decoder = Decoder::new(framing);
         let body = if decoder.is_done() {
-            if reusable {
+            // (`upload` is `None` here: the upload goes on only for an answer with a body.)
+            if reusable && upload.is_none() {
                 // Bytes after a bodiless response are not another response: `checkin`
                 // refuses a connection whose buffer is not empty.
-                self.inner.pool.checkin(target.key, conn);
+                self.inner.pool.checkin(key, conn);
             }
             Body::empty()
         } else {
             Body::from_boxed(
                 Box::pin(ResponseBody {
                     conn: Some(conn),
+                    upload,
                     decoder,
                     eof: false,
-                    reuse: reusable.then(|| (self.inner.pool.clone(), target.key)),
+                    reuse: reusable.then(|| (self.inner.pool.clone(), key)),
                     deadline: deadline.map(sleep_until),
                 }),
                 length,
@@ -445,64 +599,5 @@ impl Client {
             response: response.map(|()| body.with_limit(self.inner.config.max_body_bytes)),
             reusable,
         }
-    }
-
-    /// Opens a connection (TCP, then TLS for `https`) within the connect timeout.
-    async fn connect(&self, target: &Target) -> Result<Conn, Error> {
-        let open = async {
-            let tcp = TcpStream::connect((target.bare_host(), target.key.port))
-                .await
-                .map_err(|err| {
-                    Error::with_source(
-                        ErrorKind::Connect,
-                        format!("cannot connect to {}", target.host_header),
-                        err,
-                    )
-                })?;
-            let _ = tcp.set_nodelay(true);
-            let io = if target.key.https {
-                self.tls_handshake(target, tcp).await?
-            } else {
-                Transport::Plain(tcp)
-            };
-            Ok(Conn::new(io))
-        };
-        match self.inner.config.connect_timeout {
-            None => open.await,
-            Some(limit) => {
-                open.or(async {
-                    crate::time::sleep(limit).await;
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("connecting to {} timed out", target.host_header),
-                    ))
-                })
-                .await
-            }
-        }
-    }
-
-    #[cfg(feature = "tls")]
-    async fn tls_handshake(&self, target: &Target, tcp: TcpStream) -> Result<Transport, Error> {
-        let connector = self
-            .inner
-            .tls
-            .get_or_init(|| {
-                super::tls::TlsConnector::new(&self.inner.config.root_certificates)
-                    .map_err(|err| err.to_string())
-            })
-            .as_ref()
-            .map_err(|message| Error::new(ErrorKind::Tls, message.clone()))?
-            .clone();
-        let stream = connector.connect(target.bare_host(), tcp).await?;
-        Ok(Transport::Tls(Box::new(stream)))
-    }
-
-    #[cfg(not(feature = "tls"))]
-    async fn tls_handshake(&self, _target: &Target, _tcp: TcpStream) -> Result<Transport, Error> {
-        Err(Error::new(
-            ErrorKind::Tls,
-            "https URL, but untangle was built without TLS support (feature `tls`)",
-        ))
     }
 }

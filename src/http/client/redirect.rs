@@ -32,18 +32,36 @@ pub(super) struct Target {
 }
 
 impl Target {
+    /// The target of a request to an absolute `http://` or `https://` URL.
     pub(super) fn of(uri: &Uri) -> Result<Target, Error> {
+        Target::parse(uri, false)
+    }
+
+    /// The target of a `CONNECT` request: the authority of its URI (`host:port`, or an
+    /// absolute URL, whose path is ignored and whose port defaults to the scheme's), which
+    /// is also what the request line names (authority form, RFC 9112 §3.2.3), so its `Host`
+    /// value always carries the port (RFC 9110 §9.3.6).
+    pub(super) fn connect(uri: &Uri) -> Result<Target, Error> {
+        Target::parse(uri, true)
+    }
+
+    fn parse(uri: &Uri, connect: bool) -> Result<Target, Error> {
         let invalid =
             |message: &str| Error::new(ErrorKind::InvalidUrl, format!("{message}: {uri}"));
         let https = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => false,
             Some(s) if s.eq_ignore_ascii_case("https") => true,
             Some(_) => return Err(invalid("unsupported URL scheme (expected http or https)")),
+            None if connect => false,
             None => return Err(invalid("the URL must be absolute (http:// or https://)")),
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| invalid("the URL has no host"))?;
+        let authority = uri.authority().ok_or_else(|| {
+            invalid(if connect {
+                "a CONNECT request's URI must be host:port"
+            } else {
+                "the URL has no host"
+            })
+        })?;
         if authority.as_str().contains('@') {
             return Err(invalid("credentials in the URL are not supported"));
         }
@@ -56,10 +74,13 @@ impl Target {
         let port = match authority.port_u16() {
             Some(port) => port,
             None if after_host.len() > 1 => return Err(invalid("invalid port in URL")),
+            None if connect && uri.scheme().is_none() => {
+                return Err(invalid("a CONNECT target needs a port (host:port)"))
+            }
             None => default_port,
         };
         let host = host.to_ascii_lowercase();
-        let host_header = if port == default_port {
+        let host_header = if port == default_port && !connect {
             host.clone()
         } else {
             format!("{host}:{port}")
@@ -261,6 +282,15 @@ mod tests {
         assert_eq!(
             (t.key.host.as_str(), t.key.port, t.host_header.as_str()),
             ("example.com", 80, "example.com")
+        );
+        let connect = |s: &str| Target::connect(&s.parse().unwrap()).map(|t| t.host_header);
+        assert_eq!(connect("Example.com:443").unwrap(), "example.com:443");
+        assert_eq!(connect("[::1]:8080").unwrap(), "[::1]:8080");
+        assert_eq!(connect("http://h/x").unwrap(), "h:80");
+        assert_eq!(connect("h").unwrap_err().kind(), ErrorKind::InvalidUrl);
+        assert_eq!(
+            connect("h:99999").unwrap_err().kind(),
+            ErrorKind::InvalidUrl
         );
         let t = Target::of(&"https://[::1]:8443/".parse().unwrap()).unwrap();
         assert_eq!(
