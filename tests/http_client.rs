@@ -813,25 +813,77 @@ fn see_other_turns_post_into_get() {
     });
 }
 
-#[test]
-fn post_is_not_redirected_by_302_or_307() {
-    run(async {
-        for status in ["302 Found", "307 Temporary Redirect"] {
-            let response: &'static [u8] = Box::leak(
-                format!("HTTP/1.1 {status}\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n")
-                    .into_bytes()
-                    .into_boxed_slice(),
-            );
-            let p = answering(response).await;
-            let post = Request::builder()
-                .method(Method::POST)
-                .uri(p.url("/"))
-                .body(Body::from("x"))
-                .unwrap();
-            let r = Client::new().send(post).await.unwrap();
-            assert!(r.status().is_redirection());
-            assert_eq!(p.requests().len(), 1);
+/// A peer answering `/` with `status` and `Location: /elsewhere`, anything else with hello.
+async fn redirecting(status: &'static str) -> Peer {
+    peer(move |mut c| async move {
+        while let Some(request) = c.request().await {
+            if request.split(' ').nth(1) == Some("/") {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+                );
+                c.send(head.as_bytes()).await;
+            } else {
+                c.send(OK_HELLO).await;
+            }
         }
+    })
+    .await
+}
+
+#[test]
+fn redirects_of_other_methods_follow_the_browsers_rules() {
+    run(async {
+        // (status, method) -> the method of the follow-up, and whether the body goes again.
+        let cases = [
+            ("301 Moved Permanently", Method::POST, "GET", false),
+            ("302 Found", Method::POST, "GET", false),
+            ("302 Found", Method::PUT, "PUT", true),
+            ("307 Temporary Redirect", Method::POST, "POST", true),
+            ("308 Permanent Redirect", Method::DELETE, "DELETE", true),
+        ];
+        for (status, method, next, body_again) in cases {
+            let p = redirecting(status).await;
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(p.url("/"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("x=1"))
+                .unwrap();
+            let response = Client::new().send(request).await.unwrap();
+            assert_eq!(text(response).await, "hello", "{status} {method}");
+            let requests = p.requests();
+            assert_eq!(requests.len(), 2, "{status} {method}: {requests:?}");
+            let second = &requests[1];
+            assert!(
+                second.starts_with(&format!("{next} /elsewhere HTTP/1.1\r\n")),
+                "{status} {method}: {second:?}"
+            );
+            if body_again {
+                assert!(second.ends_with("\r\n\r\nx=1"), "{second:?}");
+                assert!(second.contains("content-length: 3\r\n"), "{second:?}");
+                assert!(second.contains("content-type: text/plain"), "{second:?}");
+            } else {
+                assert!(second.ends_with("\r\n\r\n"), "{second:?}");
+                assert!(!second.contains("content-length"), "{second:?}");
+                assert!(!second.contains("content-type"), "{second:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_streamed_body_is_not_sent_twice_on_a_307() {
+    run(async {
+        let p = redirecting("307 Temporary Redirect").await;
+        let chunks = futures_lite::stream::iter(vec![Ok(Bytes::from_static(b"once"))]);
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri(p.url("/"))
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        let response = Client::new().send(post).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(p.requests().len(), 1);
     });
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 client: [`get`], [`Client`] and [`ClientBuilder`].
 //!
 //! One request at a time per connection, connections kept alive in a per-client pool (see
-//! `pool.rs`), response bodies streamed from the socket, redirects followed for `GET`/`HEAD`,
+//! `pool.rs`), response bodies streamed from the socket, redirects followed (as browsers do),
 //! HTTPS through rustls (feature `tls`), `CONNECT` tunnels and forward proxying
 //! ([`Client::send_via`]). One exchange on a connection is in `exchange.rs`, opening a
 //! connection in `connect.rs`, the response body stream in `body.rs`, URL and `Location`
@@ -107,8 +107,11 @@ fn get_request(uri: Uri) -> Request<Body> {
 ///
 /// - Connections are kept per scheme + host + port and reused once a response body has been
 ///   read to its end; a response body dropped unread closes its connection.
-/// - Redirects (301, 302, 303, 307, 308) are followed for `GET` and `HEAD`; a 303 turns any
-///   method into `GET`. Other methods get the 3xx response itself. When a redirect leaves the
+/// - Redirects (301, 302, 303, 307, 308) are followed, up to
+///   [`ClientBuilder::redirect_limit`], as browsers and reqwest do: a 303 turns any method but
+///   `HEAD` into a bodiless `GET`, a 301 or 302 turns a `POST` into one; otherwise the method and
+///   body are sent again. A body that cannot be sent twice (a stream) is not: its request gets
+///   the 3xx response itself. When a redirect leaves the
 ///   host (another host or port, or from `https` to `http`), `Authorization`, `Cookie` and
 ///   `Proxy-Authorization` are dropped.
 /// - A request that finds its pooled connection closed by the server is sent again, once, on
@@ -370,14 +373,14 @@ impl Client {
             let next_method = match status {
                 StatusCode::SEE_OTHER if method == Method::HEAD => Method::HEAD,
                 StatusCode::SEE_OTHER => Method::GET,
+                // What browsers, curl and reqwest do (RFC 9110 §15.4.2, 15.4.3 allow it).
+                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => {
+                    Method::GET
+                }
                 StatusCode::MOVED_PERMANENTLY
                 | StatusCode::FOUND
                 | StatusCode::TEMPORARY_REDIRECT
-                | StatusCode::PERMANENT_REDIRECT
-                    if method == Method::GET || method == Method::HEAD =>
-                {
-                    method.clone()
-                }
+                | StatusCode::PERMANENT_REDIRECT => method.clone(),
                 _ => return Ok(response),
             };
             let Some(location) = response.headers().get(header::LOCATION) else {
