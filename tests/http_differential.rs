@@ -52,8 +52,23 @@ fn corpus() -> Vec<Case> {
 
     // Methods × versions, origin-form target.
     let methods: &[&[u8]] = &[
-        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"FOO",
-        b"get", b"M-SEARCH", b"G@T", b"GE T", b"G\x80T", b"", b"G:T", b"G\"T",
+        b"GET",
+        b"HEAD",
+        b"POST",
+        b"PUT",
+        b"DELETE",
+        b"PATCH",
+        b"OPTIONS",
+        b"TRACE",
+        b"FOO",
+        b"get",
+        b"M-SEARCH",
+        b"G@T",
+        b"GE T",
+        b"G\x80T",
+        b"",
+        b"G:T",
+        b"G\"T",
     ];
     let versions: &[&[u8]] = &[
         b"HTTP/1.1",
@@ -189,8 +204,14 @@ fn corpus() -> Vec<Case> {
     let hosts: &[(&str, &[u8])] = &[
         ("missing-1.1", b"GET / HTTP/1.1\r\n\r\n"),
         ("missing-1.0", b"GET / HTTP/1.0\r\n\r\n"),
-        ("twice-same", b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n"),
-        ("twice-differ", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"),
+        (
+            "twice-same",
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+        ),
+        (
+            "twice-differ",
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        ),
         ("twice-1.0", b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n"),
         ("empty", b"GET / HTTP/1.1\r\nHost:\r\n\r\n"),
         ("port", b"GET / HTTP/1.1\r\nHost: x:8080\r\n\r\n"),
@@ -199,8 +220,14 @@ fn corpus() -> Vec<Case> {
         ("space", b"GET / HTTP/1.1\r\nHost: x y\r\n\r\n"),
         ("bad-port", b"GET / HTTP/1.1\r\nHost: x:port\r\n\r\n"),
         ("slash", b"GET / HTTP/1.1\r\nHost: x/y\r\n\r\n"),
-        ("absolute-match", b"GET http://x/p HTTP/1.1\r\nHost: x\r\n\r\n"),
-        ("absolute-mismatch", b"GET http://x/p HTTP/1.1\r\nHost: y\r\n\r\n"),
+        (
+            "absolute-match",
+            b"GET http://x/p HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
+            "absolute-mismatch",
+            b"GET http://x/p HTTP/1.1\r\nHost: y\r\n\r\n",
+        ),
         ("absolute-no-host", b"GET http://x/p HTTP/1.1\r\n\r\n"),
         ("comma", b"GET / HTTP/1.1\r\nHost: x, y\r\n\r\n"),
     ];
@@ -210,8 +237,25 @@ fn corpus() -> Vec<Case> {
 
     // Content-Length values, each followed by a 5-byte body and a second request.
     let lengths: &[&[u8]] = &[
-        b"5", b"05", b"00005", b"+5", b"-5", b" 5 ", b"5,5", b"5, 5", b"5,6", b"5,", b",5", b"",
-        b"0x5", b"5.0", b"5 5", b"5\t", b"1e1", b"99999999999999999999999", b"18446744073709551615",
+        b"5",
+        b"05",
+        b"00005",
+        b"+5",
+        b"-5",
+        b" 5 ",
+        b"5,5",
+        b"5, 5",
+        b"5,6",
+        b"5,",
+        b",5",
+        b"",
+        b"0x5",
+        b"5.0",
+        b"5 5",
+        b"5\t",
+        b"1e1",
+        b"99999999999999999999999",
+        b"18446744073709551615",
         b"\xd9\xa5",
     ];
     for (li, l) in lengths.iter().enumerate() {
@@ -325,7 +369,10 @@ fn corpus() -> Vec<Case> {
         ("upper-hex", b"A\r\n0123456789\r\n0\r\n\r\n"),
         ("lower-hex", b"a\r\n0123456789\r\n0\r\n\r\n"),
         ("leading-zeros", b"0005\r\nhello\r\n0000\r\n\r\n"),
-        ("many-leading-zeros", b"00000000000000000005\r\nhello\r\n0\r\n\r\n"),
+        (
+            "many-leading-zeros",
+            b"00000000000000000005\r\nhello\r\n0\r\n\r\n",
+        ),
         ("overflow", b"10000000000000005\r\nhello\r\n0\r\n\r\n"),
         ("overflow-max", b"ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
         ("ext", b"5;a=b\r\nhello\r\n0\r\n\r\n"),
@@ -351,7 +398,10 @@ fn corpus() -> Vec<Case> {
         ("all-bare-lf", b"5\nhello\n0\n\n"),
         ("last-bare-lf", b"5\r\nhello\r\n0\n\n"),
         ("trailer", b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
-        ("trailers-two", b"5\r\nhello\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"),
+        (
+            "trailers-two",
+            b"5\r\nhello\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+        ),
         ("trailer-no-colon", b"5\r\nhello\r\n0\r\nX-T\r\n\r\n"),
         ("trailer-space-colon", b"5\r\nhello\r\n0\r\nX-T : 1\r\n\r\n"),
         ("trailer-fold", b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n"),
@@ -381,14 +431,23 @@ fn corpus() -> Vec<Case> {
         ("bare-lf-end", b"GET / HTTP/1.1\r\nHost: x\r\n\n"),
         ("bare-lf-request-line", b"GET / HTTP/1.1\nHost: x\r\n\r\n"),
         ("bare-cr", b"GET / HTTP/1.1\rHost: x\r\r"),
-        ("bare-cr-field", b"GET / HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n"),
+        (
+            "bare-cr-field",
+            b"GET / HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n",
+        ),
         ("cr-cr-lf", b"GET / HTTP/1.1\r\r\nHost: x\r\n\r\n"),
         ("leading-crlf", b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-        ("leading-crlf-twice", b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "leading-crlf-twice",
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
         ("leading-lf", b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
         ("leading-space", b" GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
         ("double-space", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n"),
-        ("double-space-version", b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "double-space-version",
+            b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
         ("tab-separator", b"GET\t/\tHTTP/1.1\r\nHost: x\r\n\r\n"),
         ("trailing-space-line", b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n"),
         ("nul-request-line", b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -481,7 +540,10 @@ fn corpus() -> Vec<Case> {
     case(
         &mut c,
         "overlong-field",
-        format!("GET / HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n", "v".repeat(70_000)),
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n",
+            "v".repeat(70_000)
+        ),
     );
     case(
         &mut c,
@@ -493,7 +555,9 @@ fn corpus() -> Vec<Case> {
         "many-fields",
         format!(
             "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
-            (0..200).map(|i| format!("X-{i}: v\r\n")).collect::<String>()
+            (0..200)
+                .map(|i| format!("X-{i}: v\r\n"))
+                .collect::<String>()
         ),
     );
     c
@@ -519,7 +583,8 @@ const ABSOLUTE: &str = "absolute-form without a path reaches the handler as `htt
                         empty path means `/`, RFC 9110 §4.2.3)";
 const HOST: &str = "a Host with an invalid value, or more than one Host, is 400 (RFC 9112 §3.2: \
                     MUST); h11 and llhttp check neither the value nor (llhttp) the count";
-const LENGTH_LIST: &str = "a Content-Length list of equal values, and trailing OWS, is that length \
+const LENGTH_LIST: &str =
+    "a Content-Length list of equal values, and trailing OWS, is that length \
                            (RFC 9110 §8.6 allows it, §5.5 trims OWS), as h11; llhttp rejects";
 const TE_10: &str = "Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112 §6.1): 400; both \
                      oracles decode it as chunked";
@@ -652,7 +717,11 @@ fn expected() -> Vec<(String, usize, &'static str, &'static str)> {
     for h in ["head-double-space", "head-double-space-version"] {
         add(h.into(), 0, "reject", WHITESPACE);
     }
-    for h in ["head-leading-crlf", "head-leading-crlf-twice", "head-leading-lf"] {
+    for h in [
+        "head-leading-crlf",
+        "head-leading-crlf-twice",
+        "head-leading-lf",
+    ] {
         add(h.into(), 1, "clean", LEADING_CRLF);
     }
     add("head-only-crlf".into(), 0, "clean", LEADING_CRLF);
@@ -660,7 +729,12 @@ fn expected() -> Vec<(String, usize, &'static str, &'static str)> {
     add("head-bare-cr".into(), 0, "reject", BARE_CR);
     add("pipeline-after-close".into(), 1, "clean", CLOSE);
     add("pipeline-http10-then-get".into(), 1, "clean", CLOSE);
-    add("pipeline-http10-keep-alive-then-get".into(), 2, "clean", KEEP_10);
+    add(
+        "pipeline-http10-keep-alive-then-get".into(),
+        2,
+        "clean",
+        KEEP_10,
+    );
     add("chunked-ext-space".into(), 1, "clean", CHUNK_BWS);
     for c in [
         "chunked-size-space",
@@ -855,7 +929,10 @@ fn parsing_agrees_with_h11_and_llhttp() {
     assert!(cases.len() >= 300, "corpus has {} cases", cases.len());
     let h11 = oracle(
         "python3",
-        &["-c", "import h11; assert h11.__version__ == '0.16.0', h11.__version__"],
+        &[
+            "-c",
+            "import h11; assert h11.__version__ == '0.16.0', h11.__version__",
+        ],
         "h11_oracle.py",
         &cases,
     );
@@ -866,7 +943,11 @@ fn parsing_agrees_with_h11_and_llhttp() {
         .iter()
         .map(|(name, requests, end, why)| (name.as_str(), (*requests, *end, *why)))
         .collect();
-    assert_eq!(expected.len(), expected_list.len(), "a case named twice in expected()");
+    assert_eq!(
+        expected.len(),
+        expected_list.len(),
+        "a case named twice in expected()"
+    );
     for name in expected.keys() {
         assert!(
             cases.iter().any(|c| c.name == *name),
