@@ -197,3 +197,66 @@ fn request_body_returned_as_the_response_body_keeps_the_connection() {
     assert_eq!(response.body, b"hello");
     assert!(closes(&mut stream, &pending));
 }
+
+#[test]
+fn expect_continue_with_the_request_body_as_the_response_body_gets_its_100_first() {
+    let addr = serve();
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    // Nothing of the body is sent before the 100: a client waiting for it must get it.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\n") || got.len() < 25 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed while waiting for 100 Continue");
+        got.extend_from_slice(&buf[..n]);
+        if find(&got, b"HTTP/1.1 100 Continue\r\n\r\n").is_some() {
+            break;
+        }
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut pending = got[25..].to_vec();
+    stream
+        .write_all(
+            b"5\r\nhello\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let response = read_response(&mut stream, &mut pending);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+    assert_eq!(response.header("connection"), None, "kept: {response:?}");
+    let response = read_response(&mut stream, &mut pending);
+    assert_eq!(response.body, b"hello");
+    assert!(closes(&mut stream, &pending));
+}
+
+#[test]
+fn request_body_returned_to_head_is_dropped_unread_and_drained_by_the_same_rule() {
+    let addr = serve();
+    let mut stream = connect(addr);
+    // Unfinished chunked body: a response to HEAD carries no body, so nothing reads it; the
+    // server cannot know its size, so it closes, and says so.
+    stream
+        .write_all(
+            b"HEAD /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while find(&got, b"\r\n\r\n").is_none() {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response head");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let end = find(&got, b"\r\n\r\n").unwrap() + 4;
+    assert!(closes(&mut stream, &got[end..]));
+}

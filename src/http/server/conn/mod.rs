@@ -398,8 +398,11 @@ where
         // reads it as it is sent), or handed it to a task (which may no longer read once the
         // response is written: what is left must be drained).
         let mut drained = 0;
+        let holder = body_holder(shared, response, is_head);
+        if holder == BodyHolder::Response {
+            shared.borrow_mut().ask_for_body();
+        }
         if keep {
-            let holder = body_holder(shared, response);
             keep = poll_fn(|cx| {
                 Poll::Ready(shared.borrow_mut().poll_settle(cx, holder, &mut drained))
             })
@@ -453,18 +456,28 @@ where
 }
 
 /// What holds the request body once its handler returned with `response` (see
-/// [`Inner::poll_settle`]).
-fn body_holder<IO>(shared: &Shared<IO>, response: &Response<Body>) -> BodyHolder {
+/// [`Inner::poll_settle`]). A response that carries no body (to HEAD, or 1xx, 204, 304) drops
+/// its body unsent and unread: then nothing holds it.
+fn body_holder<IO>(shared: &Shared<IO>, response: &Response<Body>, is_head: bool) -> BodyHolder {
     if Rc::strong_count(shared) == 1 {
-        BodyHolder::Nobody
-    } else if response
+        return BodyHolder::Nobody;
+    }
+    let is_request_body = response
         .body()
         .stream_addr()
-        .is_some_and(|addr| shared.borrow().body_stream == Some(addr))
-    {
-        BodyHolder::Response
+        .is_some_and(|addr| shared.borrow().body_stream == Some(addr));
+    if !is_request_body {
+        return BodyHolder::Elsewhere;
+    }
+    let status = response.status();
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        BodyHolder::Nobody
     } else {
-        BodyHolder::Elsewhere
+        BodyHolder::Response
     }
 }
 

@@ -216,6 +216,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         }
     }
 
+    /// Answers a pending `Expect: 100-continue` with 100 now, ahead of the response head: the
+    /// response body is the request body, so it will be read as the response is sent, and a
+    /// client waiting for the 100 before it sends the body would otherwise wait forever (or
+    /// for its own timeout, after which the connection could not be reused).
+    pub(super) fn ask_for_body(&mut self) {
+        if self.continue_pending {
+            self.continue_pending = false;
+            crate::http::buf::take_write_buf(&mut self.wbuf);
+            self.wbuf.extend_from_slice(CONTINUE);
+        }
+    }
+
     /// The next piece of the current request body.
     pub(super) fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.continue_pending {
