@@ -12,7 +12,8 @@
 //!
 //! Where we differ from both oracles the test fails: that is our bug. Where the oracles differ
 //! from each other (or both differ from us on a point RFC 9110/9112 leaves open), the case must
-//! be in [`expected`], which states and asserts our choice and why.
+//! be in [`expected`], which states and asserts our choice and why; any other difference from
+//! either oracle fails the test too.
 //!
 //! With `CI` set, a missing `python3` + h11 or `node` fails the test; elsewhere it skips.
 
@@ -552,6 +553,29 @@ fn corpus() -> Vec<Case> {
     );
     case(
         &mut c,
+        "long-chunk-extension",
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;{}\r\nhello\r\n0\r\n\r\n",
+            "e".repeat(5000)
+        ),
+    );
+    case(
+        &mut c,
+        "many-leading-crlf",
+        format!("{}GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n".repeat(1000)),
+    );
+    case(
+        &mut c,
+        "length-body-missing",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    case(
+        &mut c,
+        "garbage-after-chunked",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nxyz\r\n\r\n",
+    );
+    case(
+        &mut c,
         "many-fields",
         format!(
             "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
@@ -616,6 +640,10 @@ const CHUNK_LINE: &str = "a chunk-size line with whitespace but no extension, a 
                           llhttp; h11 takes them (or waits for more)";
 const CHUNK_OVERFLOW: &str = "a chunk size over 64 bits is 400 at once, as llhttp; h11 waits for \
                               that much data";
+const CHUNK_LINE_LIMIT: &str = "a chunk-size line (size and extensions) over 4 KiB is 400: \
+                                extensions carry nothing we use, and an unbounded line is \
+                                memory a client makes us hold (hyper bounds them too); neither \
+                                oracle has a bound";
 const LIMITS: &str = "past our limits (64 KiB head, 8 KiB target, 100 fields): 4xx; h11, fed \
                       everything at once, does not limit a complete head";
 
@@ -725,6 +753,7 @@ fn expected() -> Vec<(String, usize, &'static str, &'static str)> {
         add(h.into(), 1, "clean", LEADING_CRLF);
     }
     add("head-only-crlf".into(), 0, "clean", LEADING_CRLF);
+    add("many-leading-crlf".into(), 1, "clean", LEADING_CRLF);
     add("pipeline-crlf-between".into(), 2, "clean", LEADING_CRLF);
     add("head-bare-cr".into(), 0, "reject", BARE_CR);
     add("pipeline-after-close".into(), 1, "clean", CLOSE);
@@ -755,6 +784,7 @@ fn expected() -> Vec<(String, usize, &'static str, &'static str)> {
     ] {
         add(c.into(), 0, "reject", CHUNK_OVERFLOW);
     }
+    add("long-chunk-extension".into(), 0, "reject", CHUNK_LINE_LIMIT);
     for c in ["overlong-field", "overlong-target", "many-fields"] {
         add(c.into(), 0, "reject", LIMITS);
     }

@@ -43,7 +43,7 @@ const server = http.createServer({ insecureHTTPParser: false }, (req, res) => {
     res.end();
   });
 });
-// CONNECT (and Upgrade, when listened for) leave the HTTP parser: logged, answered 404, closed.
+// CONNECT leaves the HTTP parser (Node emits it apart): logged, answered, closed.
 server.on('connect', (req, socket) => {
   logs.get(socket.remotePort).reqs.push(canonical(req, []));
   socket.on('error', () => {});
