@@ -116,6 +116,18 @@ impl Body {
         }
     }
 
+    /// Where the boxed stream of a streaming body lives: while the body is alive no other
+    /// stream has this address, so the server can tell whether a response body is the request
+    /// body itself (see `server::conn`). `None` for other bodies.
+    pub(crate) fn stream_addr(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Stream { stream, .. } => {
+                Some(stream.as_ref().get_ref() as *const dyn Stream<Item = _> as *const () as usize)
+            }
+            _ => None,
+        }
+    }
+
     /// Collects the whole body.
     ///
     /// Fails with [`ErrorKind::BodyTooLarge`] past the body's limit, and with the stream's

@@ -30,6 +30,13 @@
 //!   origin-form (`/path`) or absolute-form (`http://host/path`) in visible ASCII, else 400.
 //! - `HTTP/1.x` with x above 1 is served as HTTP/1.1; responses are always HTTP/1.1.
 //! - Every response after which the server closes the connection carries `Connection: close`.
+//! - A request body the handler did not read to its end is drained after the response when
+//!   what is left of it has a known length of at most 256 KiB; otherwise the connection closes
+//!   (and the response says so). This holds whether the handler dropped the body or handed it
+//!   to another task: once the response is written, a body handed away can no longer read (it
+//!   fails with an error). Returning the request body itself as the response body streams it
+//!   back and keeps the connection.
+//! - A request target with a `#` (a fragment, which a request never carries) is 400.
 //! - Dropping the future of [`Server::serve`] drops the connections it serves.
 
 mod body;

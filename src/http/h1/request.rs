@@ -370,9 +370,16 @@ enum TargetForm {
 /// Checks the bytes of a request target and its form against the method (RFC 9112 §3.2):
 /// visible ASCII only (httparse lets bytes from 0x80 through, and `http::Uri` accepts some of
 /// them), authority-form for CONNECT and only for it, asterisk-form only for OPTIONS.
+///
+/// No `#`: a request target has no fragment (RFC 9112 §3.2), and `http::Uri` would drop it
+/// silently, so the handler would see another target than a proxy in front of us forwarded
+/// (h11 and llhttp pass it through; rejecting is the strict reading).
 fn target_form(method: &Method, target: &[u8]) -> Result<TargetForm, Reject> {
-    // One pass that compiles to a vector compare: `b - 0x21` wraps for bytes below 0x21.
-    if !target.iter().all(|&b| b.wrapping_sub(0x21) < 0x7f - 0x21) {
+    // One pass that compiles to vector compares: `b - 0x21` wraps for bytes below 0x21.
+    if !target
+        .iter()
+        .all(|&b| b.wrapping_sub(0x21) < 0x7f - 0x21 && b != b'#')
+    {
         return Err(bad("invalid byte in request target"));
     }
     let connect = *method == Method::CONNECT;

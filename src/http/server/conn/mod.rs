@@ -24,7 +24,7 @@ use futures_lite::{FutureExt, Stream};
 use http::{Method, Request, Response, StatusCode};
 
 pub(super) use shared::Config;
-use shared::{fill, flush, Inner, Shared, Watch};
+use shared::{fill, flush, BodyHolder, Inner, Shared, Watch};
 use write::{close, drain_body, write_error, write_response};
 
 use super::state::ServerState;
@@ -173,6 +173,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         seq: 0,
         continue_pending: false,
         body_failed: false,
+        body_stream: None,
     }));
     let mut first = true;
     let first_deadline = crate::time::now() + config.header_read_timeout;
@@ -311,19 +312,7 @@ where
             Framing::Length(n) => Some(n),
             Framing::Chunked | Framing::Eof => None,
         };
-        let body = if length == Some(0) {
-            Body::empty()
-        } else {
-            Body::from_boxed(
-                Box::pin(RequestBody {
-                    shared: shared.clone(),
-                    seq,
-                }),
-                length,
-            )
-        }
-        .with_limit(config.max_body_bytes);
-        *req.body_mut() = body;
+        *req.body_mut() = request_body(shared, seq, length, config.max_body_bytes);
         let version = req.version();
         let is_head = req.method() == Method::HEAD;
         if config.peer_addr_extension {
@@ -405,13 +394,17 @@ where
         }
         // Whether the connection is kept is settled before the head is written, so that the
         // head can say so. Nothing but this connection holding the buffers means the handler
-        // dropped its body unread (rather than returning it as the response body or handing
-        // it to a task).
+        // dropped its body unread; otherwise it returned the body as the response body (which
+        // reads it as it is sent), or handed it to a task (which may no longer read once the
+        // response is written: what is left must be drained).
         let mut drained = 0;
+        let holder = body_holder(shared, response, is_head);
+        if holder == BodyHolder::Response {
+            shared.borrow_mut().ask_for_body();
+        }
         if keep {
-            let abandoned = Rc::strong_count(shared) == 1;
             keep = poll_fn(|cx| {
-                Poll::Ready(shared.borrow_mut().poll_settle(cx, abandoned, &mut drained))
+                Poll::Ready(shared.borrow_mut().poll_settle(cx, holder, &mut drained))
             })
             .await;
         }
@@ -435,6 +428,56 @@ where
         if !keep || !drain_body(shared, drained).await {
             return Busy::Close;
         }
+    }
+}
+
+/// The body of the current request, streaming from the connection, with where its stream
+/// lives noted in the shared state (see [`body_holder`]). A plain function, not inline in the
+/// connection's future: a local borrowed there (even with no `.await` in between) can take
+/// room in the future, which is boxed per busy phase.
+fn request_body<IO>(shared: &Shared<IO>, seq: u64, length: Option<u64>, limit: usize) -> Body
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let body = if length == Some(0) {
+        Body::empty()
+    } else {
+        Body::from_boxed(
+            Box::pin(RequestBody {
+                shared: shared.clone(),
+                seq,
+            }),
+            length,
+        )
+    }
+    .with_limit(limit);
+    shared.borrow_mut().body_stream = body.stream_addr();
+    body
+}
+
+/// What holds the request body once its handler returned with `response` (see
+/// [`Inner::poll_settle`]). A response that carries no body (to HEAD, or 1xx, 204, 304) drops
+/// its body unsent and unread: then nothing holds it.
+fn body_holder<IO>(shared: &Shared<IO>, response: &Response<Body>, is_head: bool) -> BodyHolder {
+    if Rc::strong_count(shared) == 1 {
+        return BodyHolder::Nobody;
+    }
+    let is_request_body = response
+        .body()
+        .stream_addr()
+        .is_some_and(|addr| shared.borrow().body_stream == Some(addr));
+    if !is_request_body {
+        return BodyHolder::Elsewhere;
+    }
+    let status = response.status();
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        BodyHolder::Nobody
+    } else {
+        BodyHolder::Response
     }
 }
 

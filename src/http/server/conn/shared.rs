@@ -54,9 +54,23 @@ pub(super) struct Inner<IO> {
     pub(super) continue_pending: bool,
     /// Reading the request body failed; the connection cannot be reused.
     pub(super) body_failed: bool,
+    /// Where the current request body's stream lives (`Body::stream_addr`): tells whether a
+    /// response body is that request body.
+    pub(super) body_stream: Option<usize>,
 }
 
 pub(super) type Shared<IO> = Rc<RefCell<Inner<IO>>>;
+
+/// What holds a request body once its handler returned (see [`Inner::poll_settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyHolder {
+    /// The handler dropped it.
+    Nobody,
+    /// It is the response body, read as the response is sent.
+    Response,
+    /// Another task: it can no longer read once the response is written.
+    Elsewhere,
+}
 
 /// What watching for the peer's close found.
 pub(super) enum Watch {
@@ -107,23 +121,33 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     /// request as far as the request body and the peer are concerned (RFC 9112 §9.6: a
     /// response after which the server closes says `Connection: close`).
     ///
-    /// When nothing holds the body any more (`abandoned`), what has already arrived of it is
-    /// read and discarded here, counted in `drained`, without waiting. What has not arrived is
-    /// drained after the response only when its size is known and within [`DRAIN_LIMIT`]; a
-    /// chunked rest of unknown size means closing. Waiting for the rest before the head would
-    /// hold back an early response (a 413, a 401) from a client that waits for it before it
-    /// sends more, for as long as [`LINGER`]; hyper decides the same way.
+    /// When nothing holds the body any more, what has already arrived of it is read and
+    /// discarded here, counted in `drained`, without waiting. What has not arrived is drained
+    /// after the response only when its size is known and within [`DRAIN_LIMIT`]; a chunked
+    /// rest of unknown size means closing. Waiting for the rest before the head would hold
+    /// back an early response (a 413, a 401) from a client that waits for it before it sends
+    /// more, for as long as [`LINGER`]; hyper decides the same way.
+    ///
+    /// A body handed to another task is its to read until the response is written, then
+    /// drained by the same rule: its buffered bytes are not touched here, so only a known
+    /// rest within [`DRAIN_LIMIT`] keeps the connection.
     pub(super) fn poll_settle(
         &mut self,
         cx: &mut Context<'_>,
-        abandoned: bool,
+        holder: BodyHolder,
         drained: &mut u64,
     ) -> bool {
         if self.continue_pending || self.body_failed {
             return false;
         }
-        if abandoned && !self.drain_arrived(cx, drained) {
-            return false;
+        match holder {
+            BodyHolder::Nobody if !self.drain_arrived(cx, drained) => return false,
+            BodyHolder::Elsewhere => match self.decoder {
+                Decoder::Done => {}
+                Decoder::Length(left) if left <= DRAIN_LIMIT => {}
+                _ => return false,
+            },
+            _ => {}
         }
         // After the peer's FIN, nothing but what is buffered can follow.
         !(self.eof && (self.rbuf.is_empty() || !self.decoder.is_done()))
@@ -189,6 +213,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(_)) => return Watch::Gone,
             }
+        }
+    }
+
+    /// Answers a pending `Expect: 100-continue` with 100 now, ahead of the response head: the
+    /// response body is the request body, so it will be read as the response is sent, and a
+    /// client waiting for the 100 before it sends the body would otherwise wait forever (or
+    /// for its own timeout, after which the connection could not be reused).
+    pub(super) fn ask_for_body(&mut self) {
+        if self.continue_pending {
+            self.continue_pending = false;
+            crate::http::buf::take_write_buf(&mut self.wbuf);
+            self.wbuf.extend_from_slice(CONTINUE);
         }
     }
 
