@@ -406,7 +406,6 @@ fn invalid_connect_requests_are_refused_before_anything_is_sent() {
 /// RFC 9110 §9.3.6: a client ignores `Content-Length` and `Transfer-Encoding` in a 2xx to
 /// CONNECT. Even a malformed one must not fail the tunnel (hyper's client checks neither).
 #[test]
-#[ignore = "needs src/http/h1/response.rs: parse_response must treat a 2xx to CONNECT as bodiless before it validates Content-Length"]
 fn malformed_framing_fields_in_a_2xx_to_connect_are_ignored() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

@@ -105,9 +105,14 @@ fn requests_pipelined_before_a_half_close_are_answered() {
     for half_close in [false, true] {
         let addr = serve_in_thread(
             move |s| s.half_close(half_close),
-            |req: Request<Body>| async move {
+            move |req: Request<Body>| async move {
                 // Pending once, so the server watches the connection while the handler runs.
                 untangle::yield_now().await;
+                // Without `half_close`, the last request's handler waits until the client's
+                // FIN drops it (whenever the FIN arrives); with it, the handler answers.
+                if req.uri().path() == "/three" && !half_close {
+                    futures_lite::future::pending::<()>().await;
+                }
                 req.uri().path().to_string()
             },
         );

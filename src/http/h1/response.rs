@@ -72,7 +72,10 @@ pub(crate) fn parse_response(
 
     let (close, keep_alive_token) = connection_tokens(&headers);
     let mut reusable = !close && (version == Version::HTTP_11 || keep_alive_token);
+    // A 2xx to CONNECT starts a tunnel: its Content-Length and Transfer-Encoding mean nothing
+    // (RFC 9110 §9.3.6), so not even a malformed one may fail it.
     let no_body = *method == Method::HEAD
+        || (*method == Method::CONNECT && status.is_success())
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
