@@ -77,7 +77,8 @@ pub(crate) fn saturating_add(at: Instant, by: Duration) -> Instant {
 }
 
 /// Moves a paused clock forward by `by`; a duration too large for an `Instant` moves it as far
-/// as the farthest deadline a sleep can have, so `advance(Duration::MAX)` fires every timer.
+/// as the farthest deadline a `sleep` can have, so `advance(Duration::MAX)` fires every
+/// `sleep`, however long (a `sleep_until` more than 30 years out stays pending).
 pub(crate) fn advance(by: Duration) {
     CLOCK.with(|c| {
         if let Some(mut v) = c.get().filter(|v| v.paused) {

@@ -358,8 +358,9 @@ pub fn resume() {
     clock::resume();
 }
 
-/// Moves this thread's paused clock forward by `duration` (`Duration::MAX` moves it past every
-/// deadline a sleep can have), then yields so that the tasks of
+/// Moves this thread's paused clock forward by `duration` (a duration too large for an
+/// `Instant`, such as `Duration::MAX`, moves it about 30 years: past every `sleep(d)` of any
+/// `d`, though not past a `sleep_until` deadline set farther out), then yields so that the tasks of
 /// every timer now due run before this one continues. Timers due later stay pending.
 ///
 /// # Panics

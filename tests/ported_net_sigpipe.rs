@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::run;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use untangle::net::{TcpListener, TcpStream, UnixStream};
+use untangle::net::{TcpListener, TcpStream, UnixDatagram, UnixStream};
 
 fn assert_broken(result: std::io::Result<usize>, what: &str) {
     let err = result.expect_err(what);
@@ -59,6 +59,23 @@ fn writes_to_a_closed_peer_fail_without_raising_sigpipe() {
             c.write_vectored(&[IoSlice::new(b"x")]).await,
             "unix vectored write after close",
         );
+
+        // Unix datagram: a send after our own shutdown(Write), to and without an address (Linux
+        // raises SIGPIPE for stream sockets only; checked all the same).
+        let (e, f) = UnixDatagram::pair().unwrap();
+        e.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_broken(e.send(b"x").await, "unix datagram send after shutdown");
+        let path = std::env::temp_dir().join(format!("untangle-sigpipe-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let g = UnixDatagram::bind(&path).unwrap();
+        let h = UnixDatagram::unbound().unwrap();
+        h.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_broken(
+            h.send_to(b"x", &path).await,
+            "unix datagram send_to after shutdown",
+        );
+        drop((f, g));
+        let _ = std::fs::remove_file(&path);
 
         // TCP: write after our own shutdown(Write), and after the peer hung up.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

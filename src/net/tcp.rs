@@ -262,6 +262,10 @@ pub struct TcpStream {
 
 impl TcpStream {
     fn from_nonblocking(stream: std::net::TcpStream, ready: bool) -> io::Result<TcpStream> {
+        // Every stream, whoever made its socket (a user's `TryFrom`): Apple has no
+        // `MSG_NOSIGNAL`, so the option keeps writes from raising SIGPIPE.
+        #[cfg(target_vendor = "apple")]
+        rustix::net::sockopt::set_socket_nosigpipe(&stream, true)?;
         Ok(TcpStream {
             inner: Arc::new(Async::new_nonblocking(stream, ready)?),
         })

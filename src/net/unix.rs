@@ -258,6 +258,11 @@ impl UnixStream {
         stream: std::os::unix::net::UnixStream,
         ready: bool,
     ) -> io::Result<UnixStream> {
+        // Every stream, whoever made its socket (std's `pair` and `accept`, a user's
+        // `TryFrom`): Apple has no `MSG_NOSIGNAL`, so the option keeps writes from raising
+        // SIGPIPE.
+        #[cfg(target_vendor = "apple")]
+        rustix::net::sockopt::set_socket_nosigpipe(&stream, true)?;
         Ok(UnixStream {
             inner: Arc::new(Async::new_nonblocking(stream, ready)?),
         })

@@ -9,8 +9,9 @@
 //! `EPOLLRDHUP`, so a caller cannot tell "data" from "data and the peer's FIN" in one edge.
 //!
 //! This backend uses the Poller only for its epoll fd (`AsFd`). Each fd is registered once with
-//! `IN|OUT|RDHUP|PRI|ET` (`PRI`: TCP urgent data, after which short reads prove nothing); a wait is one `epoll_wait`, its timeout the next timer deadline rounded up
-//! to whole milliseconds (so it never ends before the deadline); another thread interrupts it
+//! `IN|OUT|RDHUP|PRI|ET` (`PRI`: TCP urgent data, after which short reads prove nothing); a
+//! wait is one `epoll_wait`, its timeout the next timer deadline rounded up to whole
+//! milliseconds (so it never ends before the deadline); another thread interrupts it
 //! with one `write` to our own edge-triggered eventfd, which is never read (every write is a new
 //! edge whatever the counter holds). Measured with `strace -c -f` on `examples/plaintext.rs`
 //! under `wrk`: a keep-alive request costs 2.04 syscalls at c=64 and 3.00 at c=1 this way, 2.88

@@ -533,11 +533,17 @@ impl Source {
     }
 
     /// Clears cached readiness observed at `seq`, unless an event arrived since.
+    ///
+    /// A read that would block has passed any urgent mark, so the urgent bit goes too: later
+    /// urgent data brings an event of its own, and a socket that once got urgent data does not
+    /// pay an extra read per burst for the rest of its life.
     pub(crate) fn clear(&self, dir: usize, seq: u64) {
         let mut state = lock(&self.state);
-        let d = &mut state.dirs[dir];
-        if d.seq == seq {
-            d.ready = false;
+        if state.dirs[dir].seq == seq {
+            state.dirs[dir].ready = false;
+            if dir == READ {
+                state.urgent = false;
+            }
         }
     }
 

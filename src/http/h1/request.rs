@@ -377,9 +377,9 @@ enum TargetForm {
 fn target_form(method: &Method, target: &[u8]) -> Result<TargetForm, Reject> {
     // One pass without early exit, so that it compiles to vector compares (`b - 0x21` wraps
     // for bytes below 0x21); `all` with two conditions would branch per byte.
-    let valid = target
-        .iter()
-        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x7f - 0x21) & (b != b'#'));
+    let valid = target.iter().fold(true, |ok, &b| {
+        ok & (b.wrapping_sub(0x21) < 0x7f - 0x21) & (b != b'#')
+    });
     if !valid {
         return Err(bad("invalid byte in request target"));
     }
