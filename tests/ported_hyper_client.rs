@@ -77,7 +77,8 @@ where
     let handle = thread::spawn(move || {
         let mut accept = || {
             let (sock, _) = listener.accept().expect("accept");
-            sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             sock.set_write_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             Sock(sock)
@@ -126,11 +127,15 @@ const REPLY_OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 #[test]
 fn client_get() {
-    let (res, body) = exchange("GET / HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n", REPLY_OK, |a| {
-        req(Method::GET, format!("http://{a}/"))
-            .body(Body::empty())
-            .unwrap()
-    })
+    let (res, body) = exchange(
+        "GET / HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n",
+        REPLY_OK,
+        |a| {
+            req(Method::GET, format!("http://{a}/"))
+                .body(Body::empty())
+                .unwrap()
+        },
+    )
     .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], "0");
@@ -154,11 +159,15 @@ fn client_get_query_without_the_fragment() {
 #[test]
 fn client_get_req_body_implicitly_empty() {
     // An empty buffer, not `Body::empty()`: still no framing field on a GET.
-    exchange("GET / HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n", REPLY_OK, |a| {
-        req(Method::GET, format!("http://{a}/"))
-            .body(Body::from(""))
-            .unwrap()
-    })
+    exchange(
+        "GET / HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n",
+        REPLY_OK,
+        |a| {
+            req(Method::GET, format!("http://{a}/"))
+                .body(Body::from(""))
+                .unwrap()
+        },
+    )
     .unwrap();
 }
 
@@ -225,12 +234,16 @@ fn request_versions_other_than_1_1_go_out_as_http_1_1() {
     // hyper's `client_get_req_body_unknown_http10` writes HTTP/1.0; our client documents
     // that every request is HTTP/1.1 (like hyper's `http1_conn_coerces_http2_request`).
     for version in [Version::HTTP_10, Version::HTTP_2] {
-        exchange("GET /a HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n", REPLY_OK, |a| {
-            req(Method::GET, format!("http://{a}/a"))
-                .version(version)
-                .body(Body::empty())
-                .unwrap()
-        })
+        exchange(
+            "GET /a HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n",
+            REPLY_OK,
+            |a| {
+                req(Method::GET, format!("http://{a}/a"))
+                    .version(version)
+                    .body(Body::empty())
+                    .unwrap()
+            },
+        )
         .unwrap();
     }
 }
@@ -338,7 +351,8 @@ fn ipv6_host_is_bracketed_in_host() {
     let addr = listener.local_addr().unwrap();
     let server = thread::spawn(move || {
         let (sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut sock = Sock(sock);
         sock.expect(&format!(
             "GET /v6?x=1 HTTP/1.1\r\nhost: [::1]:{}\r\n{}\r\n",
@@ -382,7 +396,10 @@ fn get_ok(path: &'static str, reply: impl AsRef<[u8]> + Send + 'static) -> (Resp
 
 #[test]
 fn client_get_req_body_chunked_with_trailers() {
-    for trailers in ["Trailer: value\r\n", "Trailer: value\r\nanother-trailer: x\r\n"] {
+    for trailers in [
+        "Trailer: value\r\n",
+        "Trailer: value\r\nanother-trailer: x\r\n",
+    ] {
         let reply = format!(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n{trailers}\r\n"
         );
@@ -502,17 +519,34 @@ fn client_connect_method_uses_authority_form() {
 #[test]
 fn connect_proxy_sends_absolute_uri_without_default_port() {
     for (url, line, host) in [
-        ("http://example.com/foo/bar", "http://example.com/foo/bar", "example.com"),
-        ("http://EXAMPLE.com:80/q?a=b", "http://example.com/q?a=b", "example.com"),
-        ("http://example.com:8080", "http://example.com:8080/", "example.com:8080"),
+        (
+            "http://example.com/foo/bar",
+            "http://example.com/foo/bar",
+            "example.com",
+        ),
+        (
+            "http://EXAMPLE.com:80/q?a=b",
+            "http://example.com/q?a=b",
+            "example.com",
+        ),
+        (
+            "http://example.com:8080",
+            "http://example.com:8080/",
+            "example.com:8080",
+        ),
     ] {
         let (addr, server) = scripted(move |accept, _| {
             let mut sock = accept();
-            sock.expect(&format!("GET {line} HTTP/1.1\r\nhost: {host}\r\n{}\r\n", ua()));
+            sock.expect(&format!(
+                "GET {line} HTTP/1.1\r\nhost: {host}\r\n{}\r\n",
+                ua()
+            ));
             sock.reply(REPLY_OK);
         });
         run(async {
-            let request = req(Method::GET, url.to_owned()).body(Body::empty()).unwrap();
+            let request = req(Method::GET, url.to_owned())
+                .body(Body::empty())
+                .unwrap();
             let res = Client::new()
                 .send_via(format!("http://{addr}"), request)
                 .await

@@ -238,14 +238,17 @@ impl Client {
     ///
     /// # Answers that come while the body is being sent
     ///
-    /// The response is read while the request body is written, as hyper does. Any answer but
-    /// a 2xx with a body (a 3xx, 4xx, 5xx, a `204`) that arrives mid-upload is returned,
-    /// the rest of the body is not sent, and the connection closes after that response; so a
-    /// server that refuses a large upload and closes gives its `413`, not a broken pipe. A
-    /// 2xx answer with a body that arrives mid-upload is returned at once and the
-    /// upload goes on as its body is read (a full-duplex server, such as an echo that
-    /// streams back what it receives); the connection is reused only if the whole request
-    /// body was sent before the response body ended.
+    /// The response is read while the request body is written, as hyper does. A 3xx, 4xx or
+    /// 5xx answer that arrives mid-upload is returned, the rest of the body is not sent, and
+    /// the connection closes after that response; so a server that refuses a large upload
+    /// and closes gives its `413`, not a broken pipe. A 2xx answer with a body that arrives
+    /// mid-upload is returned at once and the upload goes on as its body is read (a
+    /// full-duplex server, such as an echo that streams back what it receives); the
+    /// connection is reused only if the whole request body was sent before the response body
+    /// ended. A 2xx answer without a body (`204`, `Content-Length: 0`) on a connection the
+    /// server keeps open has accepted the request: the rest of the body is sent before the
+    /// response is returned (the server may still be reading it, as hyper and curl assume),
+    /// and the connection is reused; if the server closes meanwhile, the answer still stands.
     ///
     /// # `Expect: 100-continue`
     ///
@@ -592,6 +595,7 @@ impl Client {
                     upload,
                     decoder,
                     eof: false,
+                    ahead: None,
                     reuse: reusable.then(|| (self.inner.pool.clone(), key)),
                     deadline: deadline.map(sleep_until),
                 }),
