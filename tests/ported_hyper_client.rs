@@ -581,3 +581,95 @@ fn incoming_content_length_is_the_bodys_size_hint() {
     });
     server.join().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Beyond hyper's table: what its suite covers elsewhere or users expect of any client
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn query_without_a_path_gets_a_slash() {
+    exchange(
+        "GET /?a=b HTTP/1.1\r\nhost: {addr}\r\n{ua}\r\n",
+        REPLY_OK,
+        |a| {
+            req(Method::GET, format!("http://{a}?a=b"))
+                .body(Body::empty())
+                .unwrap()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn obs_text_request_header_values_go_out_as_bytes() {
+    let (addr, server) = scripted(|accept, addr| {
+        let mut sock = accept();
+        let expected = format!(
+            "GET / HTTP/1.1\r\nhost: {addr}\r\nx-name: caf\u{e9}\r\n{}\r\n",
+            ua()
+        );
+        // Latin-1 on the wire: read the bytes, compare them as such.
+        let mut want = expected.into_bytes();
+        let at = want
+            .windows(2)
+            .position(|w| w == "\u{e9}".as_bytes())
+            .unwrap();
+        want.splice(at..at + 2, [0xe9]);
+        let mut got = vec![0; want.len()];
+        sock.0.read_exact(&mut got).unwrap();
+        assert_eq!(got, want);
+        sock.reply(REPLY_OK);
+    });
+    run(async {
+        let request = req(Method::GET, format!("http://{addr}/"))
+            .header(
+                "x-name",
+                untangle::http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(Client::new().send(request).await.unwrap().status(), 200);
+    });
+    server.join().unwrap();
+}
+
+#[test]
+fn a_hundred_response_headers_are_accepted_and_a_flood_is_bad_response() {
+    // hyper's default limit is 100 fields; ours is at least that.
+    let many: String = (0..100).map(|i| format!("x-h{i}: {i}\r\n")).collect();
+    let (res, body) = get_ok(
+        "/",
+        format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 2\r\n\r\nok"),
+    );
+    assert_eq!(body, "ok");
+    assert_eq!(res.headers()["x-h99"], "99");
+    let flood: String = (0..10_000).map(|i| format!("x{i}: y\r\n")).collect();
+    let err = get_err("/", format!("HTTP/1.1 200 OK\r\n{flood}\r\n"));
+    assert_eq!(err.kind(), ErrorKind::BadResponse, "{err:?}");
+}
+
+#[test]
+fn bodies_larger_than_the_buffers_arrive_whole() {
+    let big: Vec<u8> = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for piece in big.chunks(100_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut sized =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big.len()).into_bytes();
+    sized.extend_from_slice(&big);
+    let mut closed = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+    closed.extend_from_slice(&big);
+    for reply in [chunked, sized, closed] {
+        let (_, body) = get_ok("/big", reply);
+        assert!(
+            body == big,
+            "a body of {} bytes, not {}",
+            body.len(),
+            big.len()
+        );
+    }
+}
