@@ -174,6 +174,30 @@ fn dropped_client_closes_idle_connections() {
 }
 
 #[test]
+fn socket_disconnect_closes_idle_conn() {
+    // The server ends its side of an idle keep-alive connection: the client closes its own
+    // at once (the pool watches idle connections), long before the idle timeout.
+    let (closed_tx, closed) = signal();
+    let (addr, server) = scripted(move |accept| {
+        let mut sock = accept();
+        sock.head();
+        sock.reply(REPLY_OK);
+        sock.0.shutdown(std::net::Shutdown::Write).unwrap();
+        sock.assert_closed_by_client();
+        closed_tx.send_blocking(()).unwrap();
+    });
+    run(async {
+        let client = Client::new();
+        let res = client.get(format!("http://{addr}/a")).await.unwrap();
+        res.into_body().bytes().await.unwrap();
+        // The loop runs (the client alive) until the server saw the close.
+        closed.recv().await.unwrap();
+        drop(client);
+    });
+    server.join().unwrap();
+}
+
+#[test]
 fn drop_response_future_closes_in_progress_connection() {
     let (got_tx, got) = signal();
     let (addr, server) = scripted(move |accept| {
