@@ -253,6 +253,35 @@ fn no_keep_alive_closes_connection() {
     });
 }
 
+#[test]
+fn connection_close_request_closes_after_its_response() {
+    let (addr, server) = scripted(|accept| {
+        let mut sock = accept();
+        let head = sock.head();
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        sock.reply(REPLY_OK);
+        sock.assert_closed_by_client();
+    });
+    run(async {
+        let client = Client::new();
+        let request = Request::builder()
+            .uri(format!("http://{addr}/a"))
+            .header("connection", "close")
+            .body(Body::empty())
+            .unwrap();
+        client
+            .send(request)
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap();
+        server.join().unwrap();
+        drop(client);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keep-alive
 // ---------------------------------------------------------------------------------------------
