@@ -373,6 +373,37 @@ fn client_keep_alive_when_response_before_request_body_ends() {
 }
 
 #[test]
+fn a_2xx_instead_of_100_continue_still_gets_the_body() {
+    // A server that accepts at once, without `100 Continue`, and keeps the connection open
+    // reads the body next (RFC 9110 §10.1.1); the connection is then reused.
+    let (addr, server) = scripted(|accept| {
+        let mut sock = accept();
+        let head = sock.head();
+        assert!(head.contains("\r\nexpect: 100-continue\r\n"), "{head}");
+        sock.reply("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+        sock.expect(b"payload");
+        assert!(sock.head().starts_with("GET /b HTTP/1.1\r\n"));
+        sock.reply(REPLY_OK);
+    });
+    run(async {
+        // A long wait for 100: only the 201 can let the body go early.
+        let client = Client::builder()
+            .expect_continue_timeout(Duration::from_secs(20))
+            .build();
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{addr}/a"))
+            .header("expect", "100-continue")
+            .body(Body::from("payload"))
+            .unwrap();
+        assert_eq!(client.send(post).await.unwrap().status(), 201);
+        let res = client.get(format!("http://{addr}/b")).await.unwrap();
+        res.into_body().bytes().await.unwrap();
+    });
+    server.join().unwrap();
+}
+
+#[test]
 fn client_keep_alive_eager_when_chunked() {
     // The body's last chunk is read, but the body is dropped without being polled for the
     // `0\r\n\r\n` end that is already buffered: the connection is still reused.

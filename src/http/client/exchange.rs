@@ -357,13 +357,13 @@ pub(super) async fn send_body(
 /// that refuses it and closes should stop it), and may well be reading it; cutting the body
 /// short would truncate the upload (hyper and curl send it whole too). A 2xx with a body
 /// carries the upload on as its body is read (`early`).
-fn wants_the_rest(head: &ResponseHead) -> bool {
+pub(super) fn wants_the_rest(head: &ResponseHead) -> bool {
     head.response.status().is_success() && head.framing == h1::Framing::Empty && head.reusable
 }
 
 /// Writes the rest of the request body after a bodiless 2xx answer; the connection stays
 /// reusable if all of it went out.
-async fn finish_upload(
+pub(super) async fn finish_upload(
     conn: &mut Conn,
     mut head: ResponseHead,
     mut upload: Upload,

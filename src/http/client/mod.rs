@@ -259,9 +259,10 @@ impl Client {
     /// interim responses (`102`, `103`, several of them) are skipped, before and after the
     /// body. A final response that arrives instead of `100 Continue` (`413 Content Too
     /// Large`, `401`, `417 Expectation Failed`, …) is the response returned, not an error: the
-    /// body is not sent and the connection is closed after that response, never pooled;
-    /// during the upload, the rules above apply. A `417` is returned as it is (the request
-    /// is not retried without `Expect`). If
+    /// body is not sent and the connection is closed after that response, never pooled
+    /// (but a 2xx without a body on a connection kept open accepted the request: the body is
+    /// sent, as above); during the upload, the rules above apply. A `417` is returned as it
+    /// is (the request is not retried without `Expect`). If
     /// the server closes the connection during the upload and its response cannot be read,
     /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
     /// body is sent as it is and nothing waits.
