@@ -194,3 +194,26 @@ fn bodies_larger_than_the_buffers_arrive_whole() {
         );
     }
 }
+
+#[test]
+fn server_closing_before_responding_is_an_io_error_not_retried() {
+    // hyper calls this an incomplete message. A fresh connection is not retried: a retry
+    // would find the server thread's listener closed (a connect error, not an I/O one).
+    for (method, body) in [(Method::GET, ""), (Method::POST, "data")] {
+        let expected = if body.is_empty() {
+            format!("{method} / HTTP/1.1\r\nhost: {{addr}}\r\n{{ua}}\r\n")
+        } else {
+            format!(
+                "{method} / HTTP/1.1\r\nhost: {{addr}}\r\n{{ua}}content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let err = exchange(&expected, "", |a| {
+            req(method.clone(), format!("http://{a}/"))
+                .body(Body::from(body))
+                .unwrap()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{method}: {err:?}");
+    }
+}
