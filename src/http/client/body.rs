@@ -29,6 +29,10 @@ pub(super) struct ResponseBody {
     pub(super) decoder: Decoder,
     /// The server closed the connection.
     pub(super) eof: bool,
+    /// What the decoder gave past the last item returned: decoded ahead from buffered bytes,
+    /// so that a body whose end is already buffered ends (and frees its connection for the
+    /// pool) with its last data, even if it is never polled again (hyper does the same).
+    pub(super) ahead: Option<io::Result<Bytes>>,
     /// Where the connection goes when the body is complete, if it may be reused.
     pub(super) reuse: Option<(Rc<Pool>, PoolKey)>,
     /// The client's whole-request deadline.
@@ -48,6 +52,36 @@ impl ResponseBody {
         }
     }
 
+    /// Decodes what is already buffered past the item about to be returned: the body's end
+    /// (then the connection goes back now), or the next item, kept for the next poll.
+    fn look_ahead(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        // (Not while uploading: the upload gets its turn before each read of the body.)
+        if self.ahead.is_some()
+            || self.upload.is_some()
+            || conn.rbuf.is_empty()
+            || self.decoder.is_done()
+        {
+            return;
+        }
+        match self.decoder.decode(&mut conn.rbuf, self.eof) {
+            Ok(Decoded::Data(data)) => {
+                self.ahead = Some(Ok(data));
+                if self.decoder.is_done() {
+                    self.finish();
+                }
+            }
+            Ok(Decoded::Done) => self.finish(),
+            Ok(Decoded::NeedMore) => {}
+            Err(h1::DecodeError::Invalid(reason)) => {
+                self.ahead = Some(Err(Error::new(ErrorKind::BadResponse, reason).into()));
+            }
+            Err(err) => self.ahead = Some(Err(err.into_io())),
+        }
+    }
+
     fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<Bytes>>> {
         self.conn = None;
         self.upload = None;
@@ -61,6 +95,14 @@ impl Stream for ResponseBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        match this.ahead.take() {
+            Some(Ok(data)) => {
+                this.look_ahead();
+                return Poll::Ready(Some(Ok(data)));
+            }
+            Some(Err(err)) => return this.fail(err),
+            None => {}
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -83,6 +125,8 @@ impl Stream for ResponseBody {
                 Ok(Decoded::Data(data)) => {
                     if this.decoder.is_done() {
                         this.finish();
+                    } else {
+                        this.look_ahead();
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }

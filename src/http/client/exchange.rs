@@ -339,12 +339,51 @@ pub(super) async fn send_body(
     .await;
     match (raced, sent) {
         (Ok(head), Some(Ok(()))) => Ok(Answered { head, upload: None }),
+        (Ok(head), None) if wants_the_rest(&head) => {
+            let upload = upload.expect("an upload still going has its state");
+            finish_upload(conn, head, upload).await
+        }
         (Ok(head), _) => early(head, upload),
         // The write failed first: its error says more than the read's end of stream.
         (Err(Failure::Stale(_)), Some(Err(err))) => Err(Failure::Stale(err.into())),
         (Err(Failure::Fatal(_)), Some(Err(err))) => Err(Failure::Fatal(err.into())),
         (Err(failure), _) => Err(failure),
     }
+}
+
+/// Whether an answer that came mid-upload still takes the rest of the body before it is
+/// returned: a 2xx without a body, on a connection the server keeps open. The server has
+/// accepted the request and said nothing against the body (RFC 9112 §9.5: only an answer
+/// that refuses it and closes should stop it), and may well be reading it; cutting the body
+/// short would truncate the upload (hyper and curl send it whole too). A 2xx with a body
+/// carries the upload on as its body is read (`early`).
+pub(super) fn wants_the_rest(head: &ResponseHead) -> bool {
+    head.response.status().is_success() && head.framing == h1::Framing::Empty && head.reusable
+}
+
+/// Writes the rest of the request body after a bodiless 2xx answer; the connection stays
+/// reusable if all of it went out.
+pub(super) async fn finish_upload(
+    conn: &mut Conn,
+    mut head: ResponseHead,
+    mut upload: Upload,
+) -> Result<Answered, Failure> {
+    log::trace!(
+        "response {} while the request body is still being sent; sending the rest",
+        head.response.status()
+    );
+    match poll_fn(|cx| upload.poll_write(Pin::new(&mut conn.io), cx)).await {
+        Ok(()) => {}
+        // The request itself failed: its error, not a response to a request never sent whole.
+        Err(WriteError::Body(err)) => return Err(Failure::Fatal(err)),
+        // The server answered, then stopped reading: the answer stands, the connection is
+        // done.
+        Err(WriteError::Io(err)) => {
+            log::debug!("the rest of the request body could not be sent: {err}");
+            head.reusable = false;
+        }
+    }
+    Ok(Answered { head, upload: None })
 }
 
 /// A final response that came before the whole body was sent (`upload`: what is left of

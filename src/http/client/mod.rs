@@ -238,14 +238,17 @@ impl Client {
     ///
     /// # Answers that come while the body is being sent
     ///
-    /// The response is read while the request body is written, as hyper does. Any answer but
-    /// a 2xx with a body (a 3xx, 4xx, 5xx, a `204`) that arrives mid-upload is returned,
-    /// the rest of the body is not sent, and the connection closes after that response; so a
-    /// server that refuses a large upload and closes gives its `413`, not a broken pipe. A
-    /// 2xx answer with a body that arrives mid-upload is returned at once and the
-    /// upload goes on as its body is read (a full-duplex server, such as an echo that
-    /// streams back what it receives); the connection is reused only if the whole request
-    /// body was sent before the response body ended.
+    /// The response is read while the request body is written, as hyper does. A 3xx, 4xx or
+    /// 5xx answer that arrives mid-upload is returned, the rest of the body is not sent, and
+    /// the connection closes after that response; so a server that refuses a large upload
+    /// and closes gives its `413`, not a broken pipe. A 2xx answer with a body that arrives
+    /// mid-upload is returned at once and the upload goes on as its body is read (a
+    /// full-duplex server, such as an echo that streams back what it receives); the
+    /// connection is reused only if the whole request body was sent before the response body
+    /// ended. A 2xx answer without a body (`204`, `Content-Length: 0`) on a connection the
+    /// server keeps open has accepted the request: the rest of the body is sent before the
+    /// response is returned (the server may still be reading it, as hyper and curl assume),
+    /// and the connection is reused; if the server closes meanwhile, the answer still stands.
     ///
     /// # `Expect: 100-continue`
     ///
@@ -256,9 +259,10 @@ impl Client {
     /// interim responses (`102`, `103`, several of them) are skipped, before and after the
     /// body. A final response that arrives instead of `100 Continue` (`413 Content Too
     /// Large`, `401`, `417 Expectation Failed`, …) is the response returned, not an error: the
-    /// body is not sent and the connection is closed after that response, never pooled;
-    /// during the upload, the rules above apply. A `417` is returned as it is (the request
-    /// is not retried without `Expect`). If
+    /// body is not sent and the connection is closed after that response, never pooled
+    /// (but a 2xx without a body on a connection kept open accepted the request: the body is
+    /// sent, as above); during the upload, the rules above apply. A `417` is returned as it
+    /// is (the request is not retried without `Expect`). If
     /// the server closes the connection during the upload and its response cannot be read,
     /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
     /// body is sent as it is and nothing waits.
@@ -592,6 +596,7 @@ impl Client {
                     upload,
                     decoder,
                     eof: false,
+                    ahead: None,
                     reuse: reusable.then(|| (self.inner.pool.clone(), key)),
                     deadline: deadline.map(sleep_until),
                 }),

@@ -2,16 +2,18 @@
 //!
 //! A connection enters the pool only when its last response was read to the end, the response
 //! allowed reuse and no byte is left over in its read buffer. Idle connections expire after the
-//! client's `pool_idle_timeout` (a reaper task on the loop closes them, so an idle client holds
-//! no file descriptor longer than that) and at most `pool_max_idle_per_host` are kept per key;
-//! the most recently used one is handed out first.
+//! client's `pool_idle_timeout` and at most `pool_max_idle_per_host` are kept per key; the most
+//! recently used one is handed out first. A reaper task on the loop closes expired ones, and
+//! watches every idle connection for readability, closing one as soon as the server closes it
+//! (or sends bytes nobody asked for), so an idle client holds no dead socket.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::{self, poll_fn};
@@ -20,7 +22,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use crate::executor;
 use crate::http::buf::ReadBuf;
 use crate::net::TcpStream;
-use crate::time::sleep_until;
+use crate::time::{sleep_until, Sleep};
 
 /// A client connection's byte stream: plain TCP or TLS over TCP.
 pub(crate) enum Transport {
@@ -125,6 +127,8 @@ pub(crate) struct Pool {
     max_idle_per_host: usize,
     /// Whether a reaper task is running for this pool.
     reaping: Cell<bool>,
+    /// The reaper's waker: a connection checked in is watched from the reaper's next poll.
+    reaper: RefCell<Option<Waker>>,
 }
 
 impl Pool {
@@ -134,6 +138,7 @@ impl Pool {
             idle_timeout,
             max_idle_per_host,
             reaping: Cell::new(false),
+            reaper: RefCell::new(None),
         }
     }
 
@@ -187,13 +192,18 @@ impl Pool {
         self.start_reaper();
     }
 
-    /// Drops expired connections; returns the earliest expiry of those left, if any.
-    fn purge(&self) -> Option<Instant> {
+    /// Drops expired connections, and those the server closed (or sent unsolicited bytes on)
+    /// while idle, noticed by polling each for readability with `cx`, so that the reaper is
+    /// woken when one is; returns the earliest expiry of those left, if any.
+    fn sweep(&self, cx: &mut Context<'_>) -> Option<Instant> {
         let now = crate::time::now();
         let mut idle = self.idle.borrow_mut();
         let mut next: Option<Instant> = None;
         idle.retain(|_, list| {
-            list.retain(|entry| now.duration_since(entry.since) < self.idle_timeout);
+            list.retain_mut(|entry| {
+                now.duration_since(entry.since) < self.idle_timeout
+                    && entry.conn.poll_fill(cx).is_pending()
+            });
             if let Some(oldest) = list.front() {
                 let expiry = oldest.since + self.idle_timeout;
                 next = Some(next.map_or(expiry, |n| n.min(expiry)));
@@ -206,26 +216,53 @@ impl Pool {
     /// Starts a task on the current loop that closes idle connections as they expire; it ends
     /// when the pool is empty (or dropped) and starts again with the next check-in.
     fn start_reaper(self: &Rc<Self>) {
-        if self.reaping.get() || !executor::is_running() {
+        if self.reaping.get() {
+            if let Some(waker) = self.reaper.borrow().as_ref() {
+                waker.wake_by_ref();
+            }
+            return;
+        }
+        if !executor::is_running() {
             return;
         }
         self.reaping.set(true);
         let pool: Weak<Pool> = Rc::downgrade(self);
-        crate::spawn(async move {
-            loop {
-                let next = match pool.upgrade() {
-                    Some(pool) => match pool.purge() {
-                        Some(next) => next,
-                        None => {
-                            pool.reaping.set(false);
-                            return;
-                        }
-                    },
-                    None => return,
-                };
-                sleep_until(next).await;
+        // Like hyper's idle connection tasks, one task watches every idle connection: a
+        // server's close is acted on at once (its socket released, not left half-closed
+        // until it expires), as well as each expiry.
+        let mut timer: Option<(Instant, Sleep)> = None;
+        crate::spawn(poll_fn(move |cx| {
+            let Some(pool) = pool.upgrade() else {
+                return Poll::Ready(());
+            };
+            let Some(next) = pool.sweep(cx) else {
+                pool.reaping.set(false);
+                pool.reaper.borrow_mut().take();
+                return Poll::Ready(());
+            };
+            {
+                let mut reaper = pool.reaper.borrow_mut();
+                if !reaper.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reaper = Some(cx.waker().clone());
+                }
             }
-        })
+            match &mut timer {
+                Some((at, sleep)) if *at == next => {
+                    if Pin::new(sleep).poll(cx).is_ready() {
+                        // The oldest expired: the next sweep drops it.
+                        cx.waker().wake_by_ref();
+                    }
+                }
+                _ => {
+                    let mut sleep = sleep_until(next);
+                    if Pin::new(&mut sleep).poll(cx).is_ready() {
+                        cx.waker().wake_by_ref();
+                    }
+                    timer = Some((next, sleep));
+                }
+            }
+            Poll::Pending
+        }))
         .detach();
     }
 }

@@ -7,7 +7,8 @@
 //! writes fill the client's receive buffer, so a client that only wrote would deadlock. A
 //! success answer that arrives mid-upload is therefore returned at once, and its body stream
 //! (`body.rs`) carries on with the upload each time it is polled, as hyper's connection task
-//! does; an error answer (or one without a body) stops the upload, RFC 9112 §9.3 ("the server
+//! does; a success answer without a body has the rest of the body written before it is
+//! returned (`exchange.rs`); an error answer stops the upload (RFC 9112 §9.5: "the server
 //! does not wish to receive the message body"), and its connection is not reused.
 
 use std::collections::VecDeque;
