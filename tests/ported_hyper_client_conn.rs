@@ -373,6 +373,46 @@ fn client_keep_alive_when_response_before_request_body_ends() {
 }
 
 #[test]
+fn a_2xx_with_a_body_that_ends_mid_upload_still_gets_the_rest_of_the_upload() {
+    // The server answers `200` with a short body as soon as it has the head, then reads the
+    // request body. The response body ends before the upload: its stream ends only once the
+    // rest has gone out (the server accepted the request and may be reading it), and the
+    // connection is then reused.
+    let (answered_tx, answered) = signal();
+    let (addr, server) = scripted(move |accept| {
+        let mut sock = accept();
+        assert!(sock.head().starts_with("POST /a HTTP/1.1\r\n"));
+        sock.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        answered_tx.send_blocking(()).unwrap();
+        sock.expect(b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n");
+        assert!(sock.head().starts_with("GET /b HTTP/1.1\r\n"));
+        sock.reply(REPLY_OK);
+    });
+    run(async {
+        let client = Client::new();
+        let first =
+            futures_lite::stream::once(Ok::<_, std::io::Error>(Bytes::from_static(b"first")));
+        let second = futures_lite::stream::once_future(async move {
+            answered.recv().await.unwrap();
+            // So that the whole response is read before the rest of the body is ready.
+            untangle::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(b"second"))
+        });
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{addr}/a"))
+            .body(Body::from_stream(first.chain(second)))
+            .unwrap();
+        let res = client.send(post).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"ok");
+        let res = client.get(format!("http://{addr}/b")).await.unwrap();
+        res.into_body().bytes().await.unwrap();
+    });
+    server.join().unwrap();
+}
+
+#[test]
 fn a_2xx_instead_of_100_continue_still_gets_the_body() {
     // A server that accepts at once, without `100 Continue`, and keeps the connection open
     // reads the body next (RFC 9110 §10.1.1); the connection is then reused.

@@ -16,9 +16,8 @@ use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{self, Decoded, Decoder};
 use crate::time::Sleep;
 
-use super::exchange::WriteError;
 use super::pool::{Conn, Pool, PoolKey};
-use super::upload::Upload;
+use super::upload::{Upload, WriteError};
 
 /// A response body streaming from its connection.
 pub(super) struct ResponseBody {
@@ -40,16 +39,29 @@ pub(super) struct ResponseBody {
 }
 
 impl ResponseBody {
+    /// The response body ended: the connection goes back to the pool, unless part of the
+    /// request body is still to be sent. Then the connection stays, and the stream ends only
+    /// once the rest has gone out (see `poll_next`): a 2xx that came mid-upload accepted the
+    /// request, and its server may be reading the body still (hyper and curl send it whole).
     fn finish(&mut self) {
-        let conn = self.conn.take();
-        // A request body still unsent when the response ended: the server may read the rest
-        // as its next request, so the connection closes instead.
-        if self.upload.take().is_some() {
+        if self.upload.is_some() {
             return;
         }
-        if let (Some(conn), Some((pool, key))) = (conn, self.reuse.take()) {
+        if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.reuse.take()) {
             pool.checkin(key, conn);
         }
+    }
+
+    /// `Some` when the client's whole-request deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<Poll<Option<io::Result<Bytes>>>> {
+        let deadline = self.deadline.as_mut()?;
+        if Pin::new(deadline).poll(cx).is_pending() {
+            return None;
+        }
+        Some(self.fail(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "request timed out while reading the response body",
+        )))
     }
 
     /// Decodes what is already buffered past the item about to be returned: the body's end
@@ -121,6 +133,14 @@ impl Stream for ResponseBody {
                     Poll::Pending => {}
                 }
             }
+            if this.decoder.is_done() {
+                // The response is whole; what is left is the rest of the upload.
+                if this.upload.is_some() {
+                    return this.poll_deadline(cx).unwrap_or(Poll::Pending);
+                }
+                this.finish();
+                return Poll::Ready(None);
+            }
             match this.decoder.decode(&mut conn.rbuf, this.eof) {
                 Ok(Decoded::Data(data)) => {
                     if this.decoder.is_done() {
@@ -130,10 +150,8 @@ impl Stream for ResponseBody {
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
-                Ok(Decoded::Done) => {
-                    this.finish();
-                    return Poll::Ready(None);
-                }
+                // The decoder is done now: the check above ends the stream.
+                Ok(Decoded::Done) => continue,
                 Ok(Decoded::NeedMore) => {}
                 Err(h1::DecodeError::Invalid(reason)) => {
                     return this.fail(Error::new(ErrorKind::BadResponse, reason).into());
@@ -144,17 +162,7 @@ impl Stream for ResponseBody {
                 Poll::Ready(Ok(0)) => this.eof = true,
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(err)) => return this.fail(err),
-                Poll::Pending => {
-                    if let Some(deadline) = &mut this.deadline {
-                        if Pin::new(deadline).poll(cx).is_ready() {
-                            return this.fail(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "request timed out while reading the response body",
-                            ));
-                        }
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return this.poll_deadline(cx).unwrap_or(Poll::Pending),
             }
         }
     }

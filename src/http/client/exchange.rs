@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use http::header;
@@ -19,9 +18,9 @@ use crate::http::buf::ReadBuf;
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1::{self, ResponseHead};
 
-use super::pool::Conn;
+use super::pool::{Conn, Transport};
 use super::redirect::Target;
-use super::upload::Upload;
+use super::upload::{OutBody, Upload, WriteError};
 
 /// The `User-Agent` sent unless a request sets its own.
 const USER_AGENT: &str = concat!("untangle/", env!("CARGO_PKG_VERSION"));
@@ -29,16 +28,6 @@ const USER_AGENT: &str = concat!("untangle/", env!("CARGO_PKG_VERSION"));
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A request body up to this size is copied behind the head so both go out in one write.
 const COALESCE_BYTES: usize = 64 * 1024;
-
-/// A request body as it will be written.
-pub(super) enum OutBody {
-    /// No body, or one already copied behind the head.
-    None,
-    /// A buffer written after the head (too large to copy).
-    Full(Bytes),
-    /// A stream: with a declared length (`Some`) or chunked (`None`).
-    Stream(Body, Option<u64>),
-}
 
 /// How the request line names its target (RFC 9112 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,10 +218,17 @@ impl Failure {
 
 /// Writes a request head: a failure before the first byte is taken is [`Failure::Unsent`],
 /// a later one [`Failure::Stale`] (no response byte can have arrived yet).
-pub(super) async fn write_head<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    head: &[u8],
-) -> Result<(), Failure> {
+///
+/// Only on plain TCP: rustls may send one record and report the failure of a later one in the
+/// same call, so over TLS no failure proves that nothing left.
+pub(super) async fn write_head(io: &mut Transport, head: &[u8]) -> Result<(), Failure> {
+    match write_head_bytes(io, head).await {
+        Err(Failure::Unsent(err)) if !io.is_plain() => Err(Failure::Stale(err)),
+        result => result,
+    }
+}
+
+async fn write_head_bytes<W: AsyncWrite + Unpin>(io: &mut W, head: &[u8]) -> Result<(), Failure> {
     let mut written = 0;
     while written < head.len() {
         match io.write(&head[written..]).await {
@@ -408,14 +404,6 @@ pub(super) fn early(mut head: ResponseHead, upload: Option<Upload>) -> Result<An
     );
     head.reusable = false;
     Ok(Answered { head, upload: None })
-}
-
-/// Why writing a request body failed.
-pub(super) enum WriteError {
-    /// The connection failed.
-    Io(io::Error),
-    /// The body itself: its stream failed or did not match its `Content-Length`.
-    Body(Error),
 }
 
 /// Reads response heads until the final one: 1xx other than 101 are skipped, except a `100`

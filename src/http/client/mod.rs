@@ -108,7 +108,7 @@ fn get_request(uri: Uri) -> Request<Body> {
 /// - Connections are kept per scheme + host + port and reused once a response body has been
 ///   read to its end; a response body dropped unread closes its connection.
 /// - Redirects (301, 302, 303, 307, 308) are followed, up to
-///   [`ClientBuilder::redirect_limit`], as browsers and reqwest do: a 303 turns any method but
+///   [`ClientBuilder::redirect_limit`], as browsers (Fetch) and curl do: a 303 turns any method but
 ///   `HEAD` into a bodiless `GET`, a 301 or 302 turns a `POST` into one; otherwise the method and
 ///   body are sent again. A body that cannot be sent twice (a stream) is not: its request gets
 ///   the 3xx response itself. When a redirect leaves the
@@ -243,9 +243,13 @@ impl Client {
     /// the connection closes after that response; so a server that refuses a large upload
     /// and closes gives its `413`, not a broken pipe. A 2xx answer with a body that arrives
     /// mid-upload is returned at once and the upload goes on as its body is read (a
-    /// full-duplex server, such as an echo that streams back what it receives); the
-    /// connection is reused only if the whole request body was sent before the response body
-    /// ended. A 2xx answer without a body (`204`, `Content-Length: 0`) on a connection the
+    /// full-duplex server, such as an echo that streams back what it receives); if the
+    /// response body ends first, its stream ends only once the rest of the upload has gone
+    /// out, and the connection is then reused. The upload moves only while the response body
+    /// is polled (there is no background task): a task that feeds the request body (through a
+    /// channel, say) must read the response body concurrently, not after it has fed it all,
+    /// and dropping the response stops the upload and closes the connection. A 2xx answer
+    /// without a body (`204`, `Content-Length: 0`) on a connection the
     /// server keeps open has accepted the request: the rest of the body is sent before the
     /// response is returned (the server may still be reading it, as hyper and curl assume),
     /// and the connection is reused; if the server closes meanwhile, the answer still stands.
@@ -377,7 +381,7 @@ impl Client {
             let next_method = match status {
                 StatusCode::SEE_OTHER if method == Method::HEAD => Method::HEAD,
                 StatusCode::SEE_OTHER => Method::GET,
-                // What browsers, curl and reqwest do (RFC 9110 §15.4.2, 15.4.3 allow it).
+                // What browsers (Fetch) and curl do (RFC 9110 §15.4.2, 15.4.3 allow it).
                 StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => {
                     Method::GET
                 }

@@ -31,6 +31,13 @@ pub(crate) enum Transport {
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Transport {
+    /// Plain TCP, where a write that fails took no byte.
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,

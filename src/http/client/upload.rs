@@ -24,10 +24,27 @@ use crate::http::body::Body;
 use crate::http::error::{Error, ErrorKind};
 use crate::http::h1;
 
-use super::exchange::{OutBody, WriteError};
-
-/// The most slices handed to one vectored write.
+/// The most slices handed to one vectored write: the queue rarely holds more (a stream's
+/// items wait for room), and a small fixed array keeps the write off the heap.
 const MAX_SLICES: usize = 16;
+
+/// A request body as it will be written.
+pub(super) enum OutBody {
+    /// No body, or one already copied behind the head.
+    None,
+    /// A buffer written after the head (too large to copy).
+    Full(Bytes),
+    /// A stream: with a declared length (`Some`) or chunked (`None`).
+    Stream(Body, Option<u64>),
+}
+
+/// Why writing a request body failed.
+pub(super) enum WriteError {
+    /// The connection failed.
+    Io(io::Error),
+    /// The body itself: its stream failed or did not match its `Content-Length`.
+    Body(Error),
+}
 
 /// The part of a request body not yet written.
 pub(super) struct Upload {
