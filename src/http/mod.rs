@@ -36,6 +36,14 @@
 //!   to another task: once the response is written, a body handed away can no longer read (it
 //!   fails with an error). Returning the request body itself as the response body streams it
 //!   back and keeps the connection.
+//! - Response framing: the body's own length when known (it wins over a `Content-Length` that
+//!   contradicts it), else the handler's `Content-Length`, else chunked (close-delimited for an
+//!   HTTP/1.0 request). A `Transfer-Encoding` set by the handler is kept, with `chunked` added
+//!   last, and its `Content-Length` dropped (RFC 9112 §6.1–6.2); HTTP/1.0 requests never get
+//!   one. 1xx, 204 and 304 responses carry neither field nor a body. A response to HEAD
+//!   carries the handler's `Content-Length`, or the length of the body it gave; an empty body
+//!   gets none, since it says nothing of what a GET would get (RFC 9110 §8.6).
+//! - [`Server::keep_alive`]`(false)` closes every connection after its first response.
 //! - A request target with a `#` (a fragment, which a request never carries) is 400.
 //! - Dropping the future of [`Server::serve`] drops the connections it serves.
 

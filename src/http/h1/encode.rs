@@ -41,6 +41,27 @@ pub(crate) fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the Transfer-Encoding field of a chunked response whose handler set codings of its
+/// own: those of `headers`, in order, then `chunked` last and once (RFC 9112 §6.1), wherever
+/// the handler put it. `identity` (no coding, no longer registered) is left out.
+pub(crate) fn encode_transfer_codings(headers: &HeaderMap, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"transfer-encoding: ");
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty()
+                || coding.eq_ignore_ascii_case(b"chunked")
+                || coding.eq_ignore_ascii_case(b"identity")
+            {
+                continue;
+            }
+            out.extend_from_slice(coding);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(b"chunked\r\n");
+}
+
 /// Appends a decimal number.
 pub(crate) fn encode_u64(n: u64, out: &mut Vec<u8>) {
     let mut buf = itoa::Buffer::new();
@@ -61,6 +82,28 @@ mod tests {
             let mut out = Vec::new();
             encode_status_line(status, &mut out);
             assert_eq!(out, line);
+        }
+    }
+
+    #[test]
+    fn transfer_codings_end_in_one_chunked() {
+        for (values, line) in [
+            (&["gzip"][..], &b"transfer-encoding: gzip, chunked\r\n"[..]),
+            (&["chunked"], b"transfer-encoding: chunked\r\n"),
+            (&["gzip, Chunked"], b"transfer-encoding: gzip, chunked\r\n"),
+            (
+                &["chunked, gzip", "br"],
+                b"transfer-encoding: gzip, br, chunked\r\n",
+            ),
+            (&["identity"], b"transfer-encoding: chunked\r\n"),
+        ] {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::TRANSFER_ENCODING, value.parse().unwrap());
+            }
+            let mut out = Vec::new();
+            encode_transfer_codings(&headers, &mut out);
+            assert_eq!(out, line, "{values:?}");
         }
     }
 }

@@ -11,7 +11,8 @@ mod response;
 
 pub(crate) use chunked::{DecodeError, Decoded, Decoder};
 pub(crate) use encode::{
-    encode_chunk_head, encode_headers, encode_status_line, encode_u64, CHUNKED_END,
+    encode_chunk_head, encode_headers, encode_status_line, encode_transfer_codings, encode_u64,
+    CHUNKED_END,
 };
 pub(crate) use framing::{connection_tokens, Framing};
 pub(crate) use request::{parse_request, parse_request_into, HeadInfo, Limits};

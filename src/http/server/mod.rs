@@ -139,6 +139,7 @@ impl Server {
                 },
                 max_body_bytes: DEFAULT_BODY_LIMIT,
                 half_close: false,
+                keep_alive: true,
                 peer_addr_extension: false,
             },
             max_connections: usize::MAX,
@@ -201,6 +202,15 @@ impl Server {
     /// connection closes after it. A reset connection stops the handler either way.
     pub fn half_close(mut self, allow: bool) -> Server {
         self.config.half_close = allow;
+        self
+    }
+
+    /// Whether a connection may carry more than one request (HTTP persistence, RFC 9112 §9.3;
+    /// hyper's `keep_alive`). Default `true`. With `false` every response says
+    /// `Connection: close` and the connection closes after it, whatever the client asked;
+    /// requests it had already pipelined behind are not answered.
+    pub fn keep_alive(mut self, enable: bool) -> Server {
+        self.config.keep_alive = enable;
         self
     }
 

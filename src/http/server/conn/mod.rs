@@ -345,7 +345,7 @@ where
         // The handler took the request on its first poll, so that its body counts as abandoned
         // below once the handler dropped it.
         debug_assert!(request.is_none());
-        let mut keep = keep_alive;
+        let mut keep = keep_alive && config.keep_alive;
         match outcome {
             Handled::Response => {}
             Handled::PeerGone => {

@@ -26,6 +26,8 @@ pub(crate) struct Config {
     /// End of stream from the client while a handler runs is a half-close, not a disconnect
     /// (`Server::half_close`).
     pub(crate) half_close: bool,
+    /// Connections may carry more than one request (`Server::keep_alive`).
+    pub(crate) keep_alive: bool,
     /// Insert the peer's address into each request's extensions (`Server::peer_addr_extension`).
     pub(crate) peer_addr_extension: bool,
 }

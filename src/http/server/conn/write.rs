@@ -52,6 +52,7 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     // One pass over the handler's headers: write them, and note those that steer framing and
     // the connection, instead of a map lookup for each.
     let mut user_length = None;
+    let mut user_coding = false;
     let mut user_connection = false;
     let mut user_date = false;
     {
@@ -72,6 +73,7 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             if name == header::TRANSFER_ENCODING {
+                user_coding = true;
                 continue;
             }
             if name == header::CONNECTION {
@@ -90,17 +92,29 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     if user_connection && h1::connection_tokens(response.headers()).0 {
         keep = false;
     }
-    // Written out: the map's memory holds the next request head (see `buf`).
-    buf::give_header_map(std::mem::take(response.headers_mut()));
     let user_length = user_length.flatten();
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // RFC 9112 §6.1: Transfer-Encoding only to HTTP/1.1 requests; there a handler's own
+    // codings are kept (a body it compressed itself) and chunked, always last, delimits it.
+    let user_coding = user_coding && version == Version::HTTP_11;
+    let length = if is_head {
+        // RFC 9110 §8.6: a HEAD response may only carry the length a GET would get: the
+        // handler's own, or that of the body it gave; an empty body says nothing of it.
+        user_length.or(body.size_hint().filter(|&n| n > 0))
+    } else {
+        // The body's real size wins over a Content-Length that contradicts it.
+        body.size_hint().or(user_length)
+    };
     let framing = if bodiless_status {
         Framing::Empty
-    } else if let Some(n) = body.size_hint().or(user_length) {
+    } else if user_coding {
+        Framing::Chunked
+    } else if let Some(n) = length {
         Framing::Length(n)
-    } else if version == Version::HTTP_11 {
+    } else if version == Version::HTTP_11 || is_head {
+        // A HEAD response of unknown length says no framing at all (`Chunked`, not written).
         Framing::Chunked
     } else {
         keep = false;
@@ -116,6 +130,9 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
                 out.extend_from_slice(b"content-length: ");
                 h1::encode_u64(n, out);
                 out.extend_from_slice(b"\r\n");
+            }
+            Framing::Chunked if user_coding => {
+                h1::encode_transfer_codings(response.headers(), out);
             }
             Framing::Chunked if !is_head => {
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -134,6 +151,8 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         }
         out.extend_from_slice(b"\r\n");
     }
+    // Written out: the map's memory holds the next request head (see `buf`).
+    buf::give_header_map(std::mem::take(response.headers_mut()));
 
     if is_head || framing == Framing::Empty {
         drop(body);
@@ -141,7 +160,7 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         return Ok(keep);
     }
 
-    if let Some(full) = body.as_full() {
+    if let (Some(full), Framing::Length(_)) = (body.as_full(), framing) {
         let full = full.clone();
         let small = {
             let mut inner = shared.borrow_mut();
