@@ -534,7 +534,6 @@ fn aborted_body_isnt_completed() {
 }
 
 #[test]
-#[ignore = "needs the response parser (src/http/h1/response.rs) to accept obs-fold: reported"]
 fn obs_fold_in_a_response_header_is_replaced_by_spaces() {
     // RFC 9112 §5.2: a user agent MUST replace each obs-fold of a response with SP before
     // interpreting the value (hyper refuses such responses unless told to allow them).

@@ -33,7 +33,12 @@ pub(crate) fn parse_response(
     let data = buf.data();
     let base = data.as_ptr() as usize;
     let mut res = httparse::Response::new(&mut headers);
-    let head_len = match res.parse(data) {
+    // RFC 9112 §5.2: a user agent replaces each obs-fold of a response with spaces (below)
+    // rather than refusing the response.
+    let parsed = httparse::ParserConfig::default()
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut res, data);
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if data.len() >= max_header_bytes {
@@ -65,8 +70,27 @@ pub(crate) fn parse_response(
     let head = buf.split_to(head_len);
     let mut headers = HeaderMap::with_capacity(ranges.len());
     for (name, (start, end)) in ranges {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| BadResponse("invalid header value"))?;
+        let raw = head.slice(start..end);
+        let value = if raw.iter().any(|&b| b == b'\r' || b == b'\n') {
+            // A folded value: each fold (the line break and the whitespace after it) becomes
+            // spaces, one per byte.
+            let mut in_fold = false;
+            let unfolded: Vec<u8> = raw
+                .iter()
+                .map(|&b| {
+                    in_fold = b == b'\r' || b == b'\n' || (in_fold && (b == b' ' || b == b'\t'));
+                    if in_fold {
+                        b' '
+                    } else {
+                        b
+                    }
+                })
+                .collect();
+            HeaderValue::from_bytes(&unfolded)
+        } else {
+            HeaderValue::from_maybe_shared(raw)
+        }
+        .map_err(|_| BadResponse("invalid header value"))?;
         headers.append(name, value);
     }
 
