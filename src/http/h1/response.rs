@@ -98,11 +98,22 @@ pub(crate) fn parse_response(
     let mut reusable = !close && (version == Version::HTTP_11 || keep_alive_token);
     // A 2xx to CONNECT starts a tunnel: its Content-Length and Transfer-Encoding mean nothing
     // (RFC 9110 §9.3.6), so not even a malformed one may fail it.
+    let tunnel = *method == Method::CONNECT && status.is_success();
     let no_body = *method == Method::HEAD
-        || (*method == Method::CONNECT && status.is_success())
+        || tunnel
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    // RFC 9112 §6.3: an invalid Content-Length is an unrecoverable framing error, also where
+    // Transfer-Encoding overrides it or the response has no body (HEAD, 204, 304): the peer's
+    // framing cannot be trusted, as h11 and llhttp both hold. Only a tunnel and an interim
+    // response ignore the field.
+    let length = match content_length(&headers) {
+        Err(()) if !tunnel && !status.is_informational() => {
+            return Err(BadResponse("invalid Content-Length"))
+        }
+        result => result.unwrap_or(None),
+    };
     let framing = if no_body {
         Framing::Empty
     } else if let Some(codings) = transfer_codings(&headers) {
@@ -124,11 +135,10 @@ pub(crate) fn parse_response(
             }
         }
     } else {
-        match content_length(&headers) {
-            Err(()) => return Err(BadResponse("invalid Content-Length")),
-            Ok(Some(0)) => Framing::Empty,
-            Ok(Some(n)) => Framing::Length(n),
-            Ok(None) => {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => {
                 reusable = false;
                 Framing::Eof
             }
