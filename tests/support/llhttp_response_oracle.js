@@ -116,6 +116,11 @@ server.listen(0, '127.0.0.1', async () => {
       const [method, close, data] = l.trim().split(' ');
       return { method, close: close === '1', bytes: data === '-' ? Buffer.alloc(0) : Buffer.from(data, 'hex') };
     });
-  const out = await Promise.all(cases.map((_, i) => runCase(i)));
+  // In waves of 200, as the test runs ours: two sockets a case, within 1024 descriptors.
+  const out = [];
+  for (let start = 0; start < cases.length; start += 200) {
+    const wave = cases.slice(start, start + 200).map((_, j) => runCase(start + j));
+    out.push(...(await Promise.all(wave)));
+  }
   process.stdout.write(out.join('\n') + '\n', () => process.exit(0));
 });
