@@ -29,6 +29,12 @@ pub(crate) fn parse_response(
     method: &Method,
     max_header_bytes: usize,
 ) -> Result<Option<ResponseHead>, BadResponse> {
+    // httparse knows only HTTP/1.0 and HTTP/1.1. A higher minor version of HTTP/1 is read as
+    // HTTP/1.1 (RFC 9110 §2.5: SHOULD process it as the highest minor version we conform
+    // to), as h11 does and as the server does for requests: its digit becomes `1` in place.
+    if let Some(minor) = higher_minor_version(buf.data()) {
+        buf.data_mut()[minor] = b'1';
+    }
     let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let data = buf.data();
     let base = data.as_ptr() as usize;
@@ -154,4 +160,14 @@ pub(crate) fn parse_response(
         framing,
         reusable,
     }))
+}
+
+/// Where the minor digit of an `HTTP/1.x` status line with x of 2 to 9 lies at the front of
+/// `data` (after the empty lines httparse skips), if that is what it holds.
+fn higher_minor_version(data: &[u8]) -> Option<usize> {
+    let start = data.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    match data.get(start..start + 9)? {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', b' '] => Some(start + 7),
+        _ => None,
+    }
 }
