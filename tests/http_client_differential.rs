@@ -694,13 +694,14 @@ fn corpus() -> Vec<Case> {
         &cat(&[b"HTTP/1.1 200 ", "r".repeat(8000).as_bytes(), b"\r\n", OK2]),
     );
 
-    // Again, arriving a byte at a time: every parser state resumed mid-way.
+    // Again, arriving a byte at a time: every parser state resumed mid-way. Not the `after-`
+    // cases: bytes that come after the client has taken a complete response back to its pool
+    // may come after it reused the connection too (a race, not a parsing question).
     let split: Vec<Case> =
         c.0.iter()
             .filter(|case| {
                 [
                     "chunked-",
-                    "after-",
                     "interim",
                     "te-chunked",
                     "field1",
