@@ -271,6 +271,12 @@ impl Client {
     /// the error is the write's ([`ErrorKind::Io`]). An `Expect` header on a request without a
     /// body is sent as it is and nothing waits.
     ///
+    /// A status line of a higher HTTP/1 minor version (`HTTP/1.2`) is read as HTTP/1.1 (RFC
+    /// 9110 §2.5). An invalid `Content-Length` is [`ErrorKind::BadResponse`] even where
+    /// `Transfer-Encoding` overrides it or the response has no body (`HEAD`, `204`, `304`);
+    /// only a 2xx to `CONNECT` ignores it. Bytes after a complete response are not its body,
+    /// and its connection is then not reused.
+    ///
     /// Errors: [`ErrorKind::InvalidUrl`], [`ErrorKind::Connect`], [`ErrorKind::Tls`],
     /// [`ErrorKind::Timeout`], [`ErrorKind::Io`], [`ErrorKind::BadResponse`],
     /// [`ErrorKind::TooManyRedirects`], [`ErrorKind::Request`] (the request body stream
