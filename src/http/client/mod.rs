@@ -23,9 +23,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_lite::FutureExt;
-use http::header;
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::http::body::Body;
@@ -39,7 +37,7 @@ pub use builder::ClientBuilder;
 use builder::Config;
 use exchange::{exchange, is_idempotent, Answered, Exchanged, Failure, Prepared, TargetForm};
 use pool::{Conn, Pool, PoolKey};
-use redirect::{discard, parse_url, resolve_location, same_origin_for_credentials, Target};
+use redirect::{discard, follow, parse_url, Sent, Target};
 use upload::Upload;
 
 /// Fetches `url` with `GET` using this thread's default [`Client`] (default settings; its
@@ -374,85 +372,21 @@ impl Client {
             if limit == 0 || request.method() == Method::CONNECT {
                 return Ok(self.execute(request, deadline, None).await?.response);
             }
-            let method = request.method().clone();
-            let uri = request.uri().clone();
-            let headers = request.headers().clone();
-            let replay = match request.body().size_hint() {
-                Some(0) => Some(Bytes::new()),
-                _ => request.body().as_full().cloned(),
-            };
+            let sent = Sent::of(&request);
             let Exchanged { response, reusable } = self.execute(request, deadline, None).await?;
-
-            let status = response.status();
-            let next_method = match status {
-                StatusCode::SEE_OTHER if method == Method::HEAD => Method::HEAD,
-                StatusCode::SEE_OTHER => Method::GET,
-                // What browsers (Fetch) and curl do (RFC 9110 §15.4.2, 15.4.3 allow it).
-                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => {
-                    Method::GET
-                }
-                StatusCode::MOVED_PERMANENTLY
-                | StatusCode::FOUND
-                | StatusCode::TEMPORARY_REDIRECT
-                | StatusCode::PERMANENT_REDIRECT => method.clone(),
-                _ => return Ok(response),
-            };
-            let Some(location) = response.headers().get(header::LOCATION) else {
+            let Some(next) = follow(sent, &response)? else {
                 return Ok(response);
-            };
-            // A 307/308 keeps the body; a stream cannot be sent twice.
-            let body = if next_method == method && status != StatusCode::SEE_OTHER {
-                match replay {
-                    Some(bytes) => Body::from(bytes),
-                    None => return Ok(response),
-                }
-            } else {
-                Body::empty()
             };
             if redirects >= limit {
                 return Err(Error::new(
                     ErrorKind::TooManyRedirects,
-                    format!("more than {limit} redirects (last to {location:?})"),
+                    format!("more than {limit} redirects (last to {})", next.uri()),
                 ));
             }
-            let next_uri = resolve_location(&uri, location.as_bytes()).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BadResponse,
-                    format!("invalid Location header in a redirect: {location:?}"),
-                )
-            })?;
             redirects += 1;
-            log::debug!("redirect {status} from {uri} to {next_uri}");
-
-            let mut headers = headers;
-            if !same_origin_for_credentials(&uri, &next_uri) {
-                headers.remove(header::AUTHORIZATION);
-                headers.remove(header::PROXY_AUTHORIZATION);
-                headers.remove(header::COOKIE);
-            }
-            if uri.authority() != next_uri.authority() {
-                headers.remove(header::HOST);
-            }
-            if next_method != method || status == StatusCode::SEE_OTHER {
-                for name in [
-                    header::CONTENT_TYPE,
-                    header::CONTENT_LENGTH,
-                    header::CONTENT_ENCODING,
-                    header::CONTENT_LANGUAGE,
-                    header::TRANSFER_ENCODING,
-                    header::EXPECT,
-                ] {
-                    headers.remove(name);
-                }
-            }
             if reusable {
                 discard(response.into_body()).await;
             }
-
-            let mut next = Request::new(body);
-            *next.method_mut() = next_method;
-            *next.uri_mut() = next_uri;
-            *next.headers_mut() = headers;
             request = next;
         }
     }

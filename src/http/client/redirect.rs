@@ -2,13 +2,112 @@
 //! resolution against the request URI (RFC 3986 §5.2), the rule for when credentials may
 //! follow a redirect, and draining a redirect's body.
 
+use bytes::Bytes;
 use futures_lite::StreamExt;
-use http::Uri;
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::http::body::Body;
 use crate::http::error::{Error, ErrorKind};
 
 use super::pool::PoolKey;
+
+/// What a redirect's follow-up keeps of the request sent before it.
+pub(super) struct Sent {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    /// The body again, if it can be sent twice (a stream cannot).
+    replay: Option<Bytes>,
+}
+
+impl Sent {
+    pub(super) fn of(request: &Request<Body>) -> Sent {
+        let replay = match request.body().size_hint() {
+            Some(0) => Some(Bytes::new()),
+            _ => request.body().as_full().cloned(),
+        };
+        Sent {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+            replay,
+        }
+    }
+}
+
+/// The request a redirect asks for, or `None` when `response` is to be returned as it is: not
+/// a redirect, no `Location`, or a body that would have to be sent twice but cannot.
+///
+/// A 303 turns any method but HEAD into a bodiless GET, a 301 or 302 turns a POST into one
+/// (what browsers, per Fetch, and curl do; RFC 9110 §15.4.2-4 allow it); otherwise the method
+/// and body go again. Credentials stay on their origin (`same_origin_for_credentials`).
+pub(super) fn follow(
+    sent: Sent,
+    response: &Response<Body>,
+) -> Result<Option<Request<Body>>, Error> {
+    let Sent {
+        method,
+        uri,
+        mut headers,
+        replay,
+    } = sent;
+    let status = response.status();
+    let next_method = match status {
+        StatusCode::SEE_OTHER if method == Method::HEAD => Method::HEAD,
+        StatusCode::SEE_OTHER => Method::GET,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => Method::GET,
+        StatusCode::MOVED_PERMANENTLY
+        | StatusCode::FOUND
+        | StatusCode::TEMPORARY_REDIRECT
+        | StatusCode::PERMANENT_REDIRECT => method.clone(),
+        _ => return Ok(None),
+    };
+    let Some(location) = response.headers().get(header::LOCATION) else {
+        return Ok(None);
+    };
+    let same_request = next_method == method && status != StatusCode::SEE_OTHER;
+    let body = if same_request {
+        match replay {
+            Some(bytes) => Body::from(bytes),
+            None => return Ok(None),
+        }
+    } else {
+        Body::empty()
+    };
+    let next_uri = resolve_location(&uri, location.as_bytes()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!("invalid Location header in a redirect: {location:?}"),
+        )
+    })?;
+    log::debug!("redirect {status} from {uri} to {next_uri}");
+    if !same_origin_for_credentials(&uri, &next_uri) {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(header::PROXY_AUTHORIZATION);
+        headers.remove(header::COOKIE);
+    }
+    if uri.authority() != next_uri.authority() {
+        headers.remove(header::HOST);
+    }
+    if !same_request {
+        for name in [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::CONTENT_LANGUAGE,
+            header::TRANSFER_ENCODING,
+            header::EXPECT,
+        ] {
+            headers.remove(name);
+        }
+    }
+    let mut next = Request::new(body);
+    *next.method_mut() = next_method;
+    *next.uri_mut() = next_uri;
+    *next.headers_mut() = headers;
+    Ok(Some(next))
+}
 
 /// How much of a redirect response's body is read (to keep its connection) before giving up
 /// on the connection instead.

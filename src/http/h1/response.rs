@@ -77,26 +77,31 @@ pub(crate) fn parse_response(
     let mut headers = HeaderMap::with_capacity(ranges.len());
     for (name, (start, end)) in ranges {
         let raw = head.slice(start..end);
-        let value = if raw.iter().any(|&b| b == b'\r' || b == b'\n') {
-            // A folded value: each fold (the line break and the whitespace after it) becomes
-            // spaces, one per byte.
-            let mut in_fold = false;
-            let unfolded: Vec<u8> = raw
-                .iter()
-                .map(|&b| {
-                    in_fold = b == b'\r' || b == b'\n' || (in_fold && (b == b' ' || b == b'\t'));
-                    if in_fold {
-                        b' '
-                    } else {
-                        b
-                    }
-                })
-                .collect();
-            HeaderValue::from_bytes(&unfolded)
-        } else {
-            HeaderValue::from_maybe_shared(raw)
-        }
-        .map_err(|_| BadResponse("invalid header value"))?;
+        // `HeaderValue` refuses CR and LF, so only a refused value can be a folded one: no
+        // second scan of every value.
+        let value = HeaderValue::from_maybe_shared(raw.clone())
+            .or_else(|err| {
+                if !raw.iter().any(|&b| b == b'\r' || b == b'\n') {
+                    return Err(err);
+                }
+                // A folded value: each fold (the line break and the whitespace after it) becomes
+                // spaces, one per byte.
+                let mut in_fold = false;
+                let unfolded: Vec<u8> = raw
+                    .iter()
+                    .map(|&b| {
+                        in_fold =
+                            b == b'\r' || b == b'\n' || (in_fold && (b == b' ' || b == b'\t'));
+                        if in_fold {
+                            b' '
+                        } else {
+                            b
+                        }
+                    })
+                    .collect();
+                HeaderValue::from_bytes(&unfolded)
+            })
+            .map_err(|_| BadResponse("invalid header value"))?;
         headers.append(name, value);
     }
 
