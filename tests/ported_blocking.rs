@@ -210,7 +210,13 @@ fn an_unblock_future_moves_between_loops() {
     assert_eq!(run(&mut quick), 1);
     let _guard = watchdog("an_unblock_future_moves_between_loops");
     let (go_tx, go_rx) = mpsc::channel::<()>();
-    let job = run(async move { unblock(move || go_rx.recv().map(|()| 5)) });
+    let (job_tx, job_rx) = mpsc::channel();
+    run(async move {
+        job_tx
+            .send(unblock(move || go_rx.recv().map(|()| 5)))
+            .unwrap()
+    });
+    let job = job_rx.recv().unwrap();
     let awaiter = thread::spawn(move || untangle::block_on(job));
     go_tx.send(()).unwrap();
     assert_eq!(awaiter.join().unwrap(), Ok(5));
