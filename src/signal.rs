@@ -116,7 +116,8 @@ struct Entry {
 }
 
 impl Signals {
-    /// Listens for each signal in `signals` (the stream yields which one arrived).
+    /// Listens for each signal in `signals` (the stream yields which one arrived); one named
+    /// twice is listened for once.
     ///
     /// # Errors
     /// As [`signal`]; on an error, nothing stays registered.
@@ -135,7 +136,15 @@ impl Signals {
     /// .unwrap();
     /// ```
     pub fn new(signals: impl IntoIterator<Item = i32>) -> io::Result<Signals> {
-        let signals: Vec<i32> = signals.into_iter().collect();
+        // A signal named twice is listened for once: each delivery yields it once, as in
+        // signal-hook's own `Signals`.
+        let mut unique: Vec<i32> = Vec::new();
+        for sig in signals {
+            if !unique.contains(&sig) {
+                unique.push(sig);
+            }
+        }
+        let signals = unique;
         // `signal-hook` panics on these; report them as an error instead, before registering
         // anything.
         if let Some(bad) = signals

@@ -264,3 +264,20 @@ fn a_pending_signal_is_yielded_even_outside_a_loop() {
     .unwrap();
     assert_eq!(got, Some(SIGUSR2));
 }
+
+/// signal-hook's `Signals`: a signal named twice is listened for once, so each delivery still
+/// yields it once (the stream's documented promise).
+#[test]
+fn a_signal_named_twice_yields_once_per_delivery() {
+    let _serial = serial();
+    run(async {
+        let mut twice = Signals::new([SIGHUP, SIGHUP, SIGQUIT, SIGHUP]).unwrap();
+        assert_eq!(
+            format!("{twice:?}"),
+            format!("Signals {{ signals: [{SIGHUP}, {SIGQUIT}] }}")
+        );
+        raise(SIGHUP).unwrap();
+        assert_eq!(twice.recv().await, Some(SIGHUP));
+        assert_eq!(drain(&mut twice).await, 0, "one delivery, one item");
+    });
+}

@@ -332,3 +332,22 @@ fn handle_spawn_racing_with_loop_exit_never_hangs() {
         }
     }
 }
+
+/// A thread group that cannot start all its threads (here: a stack no mmap can provide) fails
+/// with a message naming the thread, after stopping the threads it had started; it never
+/// hangs.
+#[test]
+fn a_group_whose_threads_cannot_start_panics_clearly() {
+    let _guard = watchdog("a_group_whose_threads_cannot_start_panics_clearly");
+    let payload = std::panic::catch_unwind(|| {
+        Threads::new(2)
+            .stack_size(usize::MAX / 4)
+            .run(|i| async move { i })
+    })
+    .expect_err("cannot start");
+    let message = panic_message(&*payload);
+    assert!(
+        message.contains("failed to start thread untangle-0"),
+        "{message}"
+    );
+}
