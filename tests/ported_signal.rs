@@ -281,3 +281,38 @@ fn a_signal_named_twice_yields_once_per_delivery() {
         assert_eq!(drain(&mut twice).await, 0, "one delivery, one item");
     });
 }
+
+/// A listener created on one thread's loop and moved to another's while the first loop is alive
+/// and asleep: the second loop receives the signal (the listener's socket follows the loop that
+/// polls it), and the first loop is not woken for it.
+#[test]
+fn a_listener_moved_to_another_loop_is_woken_there() {
+    let _serial = serial();
+    let _guard = watchdog("a_listener_moved_to_another_loop_is_woken_there");
+    use signal_hook::consts::SIGWINCH;
+    let (listener_tx, listener_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let first = thread::spawn(move || {
+        untangle::block_on(async move {
+            let mut winch = signal(SIGWINCH).unwrap();
+            // Polled here once (registered with this loop), then handed over.
+            assert!(future::poll_once(winch.next()).await.is_none());
+            listener_tx.send(winch).unwrap();
+            let _ = stop_rx.recv().await;
+        })
+    });
+    let mut winch = listener_rx.recv().unwrap();
+    let got = thread::spawn(move || {
+        untangle::block_on(async move {
+            let waiting = untangle::spawn(async move { winch.recv().await });
+            untangle::yield_now().await;
+            raise(SIGWINCH).unwrap();
+            waiting.await
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, Some(SIGWINCH));
+    stop_tx.send_blocking(()).unwrap();
+    first.join().unwrap();
+}

@@ -10,6 +10,7 @@ use std::thread;
 
 use common::{panic_message, watchdog, HANG_GUARD};
 use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use untangle::{Handle, Threads};
 
 /// A loop thread that serves `Handle::spawn`s until `stop` receives; returns its handle.
@@ -350,4 +351,54 @@ fn a_group_whose_threads_cannot_start_panics_clearly() {
         message.contains("failed to start thread untangle-0"),
         "{message}"
     );
+}
+
+/// rt_handle: a task spawned through a `Handle` that started, then waits on something that
+/// never comes, is dropped on its loop's thread when that thread exits; awaiting it from
+/// another thread panics with the "loop's thread exited" message; a panic of a `Handle` task
+/// reaches its awaiter.
+#[test]
+fn handle_tasks_pending_at_loop_exit_and_panicking_ones() {
+    let _guard = watchdog("handle_tasks_pending_at_loop_exit_and_panicking_ones");
+    let (handle, stop, loop_thread) = loop_thread();
+    let loop_id = loop_thread.thread().id();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    struct OnDrop(mpsc::Sender<thread::ThreadId>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(thread::current().id());
+        }
+    }
+    let guard = OnDrop(dropped_tx);
+    let pending = handle.spawn(async move {
+        let _guard = guard;
+        started_tx.send(()).unwrap();
+        futures::future::pending::<()>().await
+    });
+    let panicking = handle.spawn(async { panic!("handle task failed") });
+    let payload = futures::executor::block_on(AssertUnwindSafe(panicking).catch_unwind())
+        .expect_err("re-raised");
+    assert_eq!(panic_message(&*payload), "handle task failed");
+    started_rx.recv_timeout(HANG_GUARD).unwrap();
+    stop.send_blocking(()).unwrap();
+    loop_thread.join().unwrap();
+    assert_eq!(dropped_rx.recv_timeout(HANG_GUARD).unwrap(), loop_id);
+    let payload = futures::executor::block_on(AssertUnwindSafe(pending).catch_unwind())
+        .expect_err("its loop is gone");
+    let message = panic_message(&*payload);
+    assert!(message.contains("loop's thread exited"), "{message}");
+}
+
+/// `Handle::current().spawn` on the loop's own thread runs the task there, like `spawn`.
+#[test]
+fn handle_spawn_onto_the_current_loop() {
+    let _guard = watchdog("handle_spawn_onto_the_current_loop");
+    let here = thread::current().id();
+    let on = untangle::block_on(async {
+        Handle::current()
+            .spawn(async { thread::current().id() })
+            .await
+    });
+    assert_eq!(on, here);
 }
