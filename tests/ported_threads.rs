@@ -402,3 +402,61 @@ fn handle_spawn_onto_the_current_loop() {
     });
     assert_eq!(on, here);
 }
+
+/// rt_threaded `many_multishot_futures`, the other way round: the `block_on` future itself
+/// (not a task) is woken again and again by several threads at once through a capacity-1
+/// channel, and a task of the same loop is woken by them too; every message arrives.
+#[test]
+fn the_block_on_future_woken_from_many_threads_never_misses_a_wake() {
+    let _guard = watchdog("the_block_on_future_woken_from_many_threads_never_misses_a_wake");
+    const SENDERS: usize = 4;
+    const EACH: usize = 1_000;
+    let (main_tx, main_rx) = async_channel::bounded::<usize>(1);
+    let (task_tx, task_rx) = async_channel::bounded::<usize>(1);
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (main_tx, task_tx) = (main_tx.clone(), task_tx.clone());
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    main_tx.send_blocking(i).unwrap();
+                    task_tx.send_blocking(i).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop((main_tx, task_tx));
+    let (main_sum, task_sum) = untangle::block_on(async move {
+        let task = untangle::spawn(async move {
+            let mut sum = 0;
+            while let Ok(i) = task_rx.recv().await {
+                sum += i;
+            }
+            sum
+        });
+        let mut sum = 0;
+        while let Ok(i) = main_rx.recv().await {
+            sum += i;
+        }
+        (sum, task.await)
+    });
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let expected = SENDERS * (0..EACH).sum::<usize>();
+    assert_eq!((main_sum, task_sum), (expected, expected));
+}
+
+/// A `Handle` may be sent to and shared between threads (tokio's `Handle` is `Send + Sync`).
+#[test]
+fn a_handle_is_send_and_sync_and_clone() {
+    fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+    assert_send_sync_clone::<Handle>();
+    let handle = untangle::block_on(async { Handle::current() });
+    let from_two = thread::scope(|s| {
+        let a = s.spawn(|| handle.spawn(async { 1 }));
+        let b = s.spawn(|| handle.clone().spawn(async { 2 }));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let sum = untangle::block_on(async move { from_two.0.await + from_two.1.await });
+    assert_eq!(sum, 3);
+}
