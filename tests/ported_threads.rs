@@ -460,3 +460,51 @@ fn a_handle_is_send_and_sync_and_clone() {
     let sum = untangle::block_on(async move { from_two.0.await + from_two.1.await });
     assert_eq!(sum, 3);
 }
+
+/// Awaiting a group from a loop does not block that loop while the group's threads exit: a
+/// task left on a group thread's loop is dropped at that thread's exit, after the thread has
+/// signalled its end, and its destructor waits until a task of the awaiting loop reads a
+/// channel. Joining the threads on the awaiting loop's own thread deadlocks here.
+#[test]
+fn awaiting_a_group_keeps_the_awaiting_loop_running_while_its_threads_exit() {
+    let _guard =
+        watchdog("awaiting_a_group_keeps_the_awaiting_loop_running_while_its_threads_exit");
+    struct SendOnDrop {
+        dropping: async_channel::Sender<()>,
+        full: async_channel::Sender<()>,
+    }
+    impl Drop for SendOnDrop {
+        fn drop(&mut self) {
+            self.dropping.try_send(()).unwrap();
+            // The channel is full: this waits for the awaiting loop's reader.
+            let _ = self.full.send_blocking(());
+        }
+    }
+    let (dropping_tx, dropping_rx) = async_channel::unbounded::<()>();
+    let (full_tx, full_rx) = async_channel::bounded::<()>(1);
+    full_tx.try_send(()).unwrap();
+    let guard = std::sync::Mutex::new(Some(SendOnDrop {
+        dropping: dropping_tx,
+        full: full_tx,
+    }));
+    let outputs = untangle::block_on(async move {
+        // Reads only once the destructor runs, at the group thread's exit.
+        let reader = untangle::spawn(async move {
+            dropping_rx.recv().await.unwrap();
+            full_rx.recv().await.is_ok() && full_rx.recv().await.is_ok()
+        });
+        let group = Threads::new(1).spawn(move |i| {
+            let guard = guard.lock().unwrap().take().unwrap();
+            async move {
+                untangle::spawn(async move {
+                    let _guard = guard;
+                    futures::future::pending::<()>().await
+                })
+                .detach();
+                i
+            }
+        });
+        (group.await, reader.await)
+    });
+    assert_eq!(outputs, (vec![0], true));
+}
