@@ -218,6 +218,9 @@ where
 /// What a thread returns: its output, `None` when stopped, or a panic payload.
 type Outcome<T> = Result<Option<T>, Box<dyn Any + Send>>;
 
+/// The joins of a group's threads, running on the blocking pool.
+type Joining<T> = Pin<Box<dyn Future<Output = Vec<Outcome<T>>> + Send>>;
+
 /// What the threads of a group and its [`ThreadGroup`] share.
 struct GroupState {
     /// Set when a thread panics (or the group fails to start): the others drop their futures.
@@ -239,7 +242,7 @@ pub struct ThreadGroup<T> {
     state: Arc<GroupState>,
     done: FlagWait,
     /// The joins of threads still exiting, on the blocking pool (see `poll`).
-    joining: Option<Pin<Box<dyn Future<Output = Vec<Outcome<T>>> + Send>>>,
+    joining: Option<Joining<T>>,
 }
 
 impl<T> ThreadGroup<T> {
