@@ -3,10 +3,17 @@
 //! Threads start lazily, one per job waiting beyond the idle threads, up to a cap; a thread
 //! idle for [`IDLE_TIMEOUT`] exits. Jobs are `async_task` runnables, so dropping the future
 //! returned by `unblock` before its job started cancels the job.
+//!
+//! async-task aborts the process when a destructor panics while it drops a task's future (a
+//! cancelled job's closure) or an output nobody awaits; tokio contains such panics. Both are
+//! wrapped in [`Contained`] here, so a panicking destructor is logged instead.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
@@ -101,7 +108,11 @@ impl Pool {
 /// Use it for file I/O, DNS look-ups, CPU-heavy work or any call that would otherwise stall the
 /// loop. The pool starts threads lazily, at most [`MAX_THREADS`] (500) at once, and a thread
 /// idle for [`IDLE_TIMEOUT`] (10 s) exits. A panic in `f` is re-raised where the future is
-/// awaited. Dropping the future before the job started cancels it.
+/// awaited. Dropping the future before the job started cancels it (`f` is dropped unrun);
+/// dropping it while the job runs lets the job finish, and its output is dropped on the pool.
+/// As in tokio, a destructor that panics there (of `f`'s captures or of the output) is logged,
+/// not propagated: nobody awaits it. The future needs no untangle loop: any executor may await
+/// it.
 ///
 /// # Example
 /// ```
@@ -115,9 +126,42 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (runnable, task) = async_task::Builder::new()
-        .propagate_panic(true)
-        .spawn(move |_| async move { f() }, |r| pool().schedule(r));
+    let job = Contained(Some(f));
+    let (runnable, task) = async_task::Builder::new().propagate_panic(true).spawn(
+        move |_| async move { Contained(Some(job.into_inner()())) },
+        |r| pool().schedule(r),
+    );
     runnable.schedule();
-    task
+    Unblock(task)
+}
+
+/// The future `unblock` returns: its task's output, unwrapped (`Unpin`, as the task is).
+struct Unblock<T>(async_task::Task<Contained<T>>);
+
+impl<T> Future for Unblock<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.0).poll(cx).map(Contained::into_inner)
+    }
+}
+
+/// A value whose destructor's panic is caught and logged rather than left to unwind into
+/// async-task, which would abort the process.
+struct Contained<T>(Option<T>);
+
+impl<T> Contained<T> {
+    fn into_inner(mut self) -> T {
+        self.0.take().expect("a contained value is taken once")
+    }
+}
+
+impl<T> Drop for Contained<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+                log::error!("untangle: a destructor panicked in a blocking job; ignored");
+            }
+        }
+    }
 }

@@ -35,7 +35,11 @@ pub use signal_hook::consts::signal::{
 /// so a Ctrl-C in between is not lost; it is unregistered when the future is dropped (see the [module docs](self) for what that means for later Ctrl-Cs).
 ///
 /// # Errors
-/// Fails if the socket pair cannot be created or the handler cannot be installed.
+/// Fails if the socket pair cannot be created or the handler cannot be installed, or if the
+/// listener fails later (never reported as a Ctrl-C).
+///
+/// # Panics
+/// Awaited outside a running untangle loop, as [`Signals`].
 ///
 /// # Example
 /// ```no_run
@@ -50,8 +54,11 @@ pub fn ctrl_c() -> impl std::future::Future<Output = io::Result<()>> {
     let signals = signal(SIGINT);
     async move {
         let mut signals = signals?;
-        signals.next().await;
-        Ok(())
+        match signals.next().await {
+            Some(_) => Ok(()),
+            // Never a Ctrl-C that did not come: a failed stream is an error.
+            None => Err(io::Error::other("untangle: the SIGINT listener failed")),
+        }
     }
 }
 
@@ -85,8 +92,14 @@ pub fn signal(sig: i32) -> io::Result<Signals> {
 /// Each delivery of a listened-for signal yields its number once. Like the kernel, which merges
 /// a signal that arrives while the same one is still pending, `Signals` may merge deliveries
 /// that come faster than they are read (the socket buffer holds thousands). The stream ends
-/// (`None`) only if reading the socket fails, which should not happen. It belongs to the loop
-/// that created it: poll it on that thread. Dropping it unregisters its handlers.
+/// (`None`) only if reading the socket fails, which should not happen. It is driven by the loop
+/// that polls it (it may move to another thread's loop). Dropping it unregisters its handlers.
+///
+/// # Panics
+/// Polled where no untangle loop runs (outside [`block_on`](crate::block_on), say in another
+/// executor) it still yields a delivery already queued, but panics instead of waiting for one,
+/// as a timer does: nothing there would wake it. (tokio panics at creation outside a runtime;
+/// here creating one registers it with the thread's loop, which works once that loop runs.)
 pub struct Signals {
     entries: Vec<Entry>,
     /// Where the next poll starts, so one busy signal cannot hide another.
@@ -103,7 +116,8 @@ struct Entry {
 }
 
 impl Signals {
-    /// Listens for each signal in `signals` (the stream yields which one arrived).
+    /// Listens for each signal in `signals` (the stream yields which one arrived); one named
+    /// twice is listened for once.
     ///
     /// # Errors
     /// As [`signal`]; on an error, nothing stays registered.
@@ -122,7 +136,15 @@ impl Signals {
     /// .unwrap();
     /// ```
     pub fn new(signals: impl IntoIterator<Item = i32>) -> io::Result<Signals> {
-        let signals: Vec<i32> = signals.into_iter().collect();
+        // A signal named twice is listened for once: each delivery yields it once, as in
+        // signal-hook's own `Signals`.
+        let mut unique: Vec<i32> = Vec::new();
+        for sig in signals {
+            if !unique.contains(&sig) {
+                unique.push(sig);
+            }
+        }
+        let signals = unique;
         // `signal-hook` panics on these; report them as an error instead, before registering
         // anything.
         if let Some(bad) = signals
@@ -165,13 +187,21 @@ impl Stream for Signals {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<i32>> {
         let this = self.get_mut();
+        // Outside a loop nothing would wake us: read what is queued directly, and panic rather
+        // than hang (or end the stream, which `ctrl_c` would take for a Ctrl-C) if nothing is.
+        let in_loop = crate::executor::is_running();
         let count = this.entries.len();
         for step in 0..count {
             let at = (this.next + step) % count;
             let entry = &mut this.entries[at];
             if entry.pending == 0 {
                 let mut buf = [0u8; 64];
-                match Pin::new(&mut entry.reader).poll_read(cx, &mut buf) {
+                let read = if in_loop {
+                    Pin::new(&mut entry.reader).poll_read(cx, &mut buf)
+                } else {
+                    Poll::Ready(read_queued(&entry.reader, &mut buf))
+                };
+                match read {
                     Poll::Ready(Ok(0)) => {
                         log::error!("untangle: signal {} pipe closed", entry.signal);
                         return Poll::Ready(None);
@@ -180,6 +210,11 @@ impl Stream for Signals {
                     Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {
                         cx.waker().wake_by_ref();
                         continue;
+                    }
+                    Poll::Ready(Err(err))
+                        if !in_loop && err.kind() == io::ErrorKind::WouldBlock =>
+                    {
+                        continue
                     }
                     Poll::Ready(Err(err)) => {
                         log::error!("untangle: reading signal {} failed: {err}", entry.signal);
@@ -192,8 +227,20 @@ impl Stream for Signals {
             this.next = (at + 1) % count;
             return Poll::Ready(Some(entry.signal));
         }
+        if !in_loop {
+            panic!(
+                "untangle signals must be awaited inside untangle::block_on: no loop is running \
+                 on this thread to deliver them"
+            );
+        }
         Poll::Pending
     }
+}
+
+/// A non-blocking read of the deliveries already queued in `reader`, without the loop.
+fn read_queued(reader: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    use rustix::net::{recv, RecvFlags};
+    Ok(recv(reader, buf, RecvFlags::DONTWAIT)?.0)
 }
 
 impl Drop for Signals {

@@ -181,6 +181,7 @@ impl Threads {
             handles,
             state: shared.clone(),
             done: shared.done.wait(),
+            joining: None,
         }
     }
 }
@@ -217,6 +218,9 @@ where
 /// What a thread returns: its output, `None` when stopped, or a panic payload.
 type Outcome<T> = Result<Option<T>, Box<dyn Any + Send>>;
 
+/// The joins of a group's threads, running on the blocking pool.
+type Joining<T> = Pin<Box<dyn Future<Output = Vec<Outcome<T>>> + Send>>;
+
 /// What the threads of a group and its [`ThreadGroup`] share.
 struct GroupState {
     /// Set when a thread panics (or the group fails to start): the others drop their futures.
@@ -237,6 +241,8 @@ pub struct ThreadGroup<T> {
     handles: Vec<JoinHandle<Outcome<T>>>,
     state: Arc<GroupState>,
     done: FlagWait,
+    /// The joins of threads still exiting, on the blocking pool (see `poll`).
+    joining: Option<Joining<T>>,
 }
 
 impl<T> ThreadGroup<T> {
@@ -245,9 +251,9 @@ impl<T> ThreadGroup<T> {
     ///
     /// Do not call this from inside a loop (it would block it); `.await` the group instead.
     pub fn join(mut self) -> Vec<T> {
-        let outcomes: Vec<Outcome<T>> = std::mem::take(&mut self.handles)
+        let outcomes = std::mem::take(&mut self.handles)
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(Err))
+            .map(join_thread)
             .collect();
         self.collect(outcomes)
     }
@@ -286,22 +292,36 @@ impl<T> ThreadGroup<T> {
     }
 }
 
-impl<T> Future for ThreadGroup<T> {
+impl<T: Send + 'static> Future for ThreadGroup<T> {
     type Output = Vec<T>;
 
-    /// Completes once every thread has signalled its end; then joins them (each has returned
-    /// from its work and only its exit remains, so the join is brief).
+    /// Completes once every thread has signalled its end and exited. A thread signals its end
+    /// before its exit drops the tasks left on its loop, whose destructors may take a while or
+    /// even wait for the awaiting loop (a channel it reads): the threads are joined on the
+    /// blocking pool, so the awaiting loop keeps running meanwhile.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
         let this = self.get_mut();
-        if Pin::new(&mut this.done).poll(cx).is_pending() {
-            return Poll::Pending;
+        if this.joining.is_none() {
+            if Pin::new(&mut this.done).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Not `JoinHandle::is_finished` for a fast path: it turns true when the thread's
+            // closure returns, before its thread-locals (the loop and its tasks) are dropped.
+            let handles = std::mem::take(&mut this.handles);
+            this.joining = Some(Box::pin(crate::unblock(move || {
+                handles.into_iter().map(join_thread).collect()
+            })));
         }
-        let outcomes: Vec<Outcome<T>> = std::mem::take(&mut this.handles)
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(Err))
-            .collect();
+        let joining = this.joining.as_mut().expect("set above");
+        let outcomes = std::task::ready!(joining.as_mut().poll(cx));
+        this.joining = None;
         Poll::Ready(this.collect(outcomes))
     }
+}
+
+/// Joins one thread of the group; a panic that escaped `worker` (none should) is an outcome too.
+fn join_thread<T>(handle: JoinHandle<Outcome<T>>) -> Outcome<T> {
+    handle.join().unwrap_or_else(Err)
 }
 
 impl<T> fmt::Debug for ThreadGroup<T> {
