@@ -29,7 +29,9 @@ use crate::reactor::{Source, READ, WRITE};
 /// loop is busy, idle or gone. Polled concurrently from two loops (through `&Async`), it moves
 /// back and forth, which works but costs a move per wait. Polled where no untangle loop runs
 /// (outside [`block_on`](crate::block_on)), an operation that would have to wait fails with an
-/// `io::Error` instead of hanging; one that can complete at once still does.
+/// `io::Error` instead of hanging. One that can complete at once completes only if a loop has
+/// already seen the fd ready (its cached readiness says so): an fd no loop has reported on
+/// yet fails like one that would wait, even with data queued.
 ///
 /// # Example
 /// ```
