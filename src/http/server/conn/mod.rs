@@ -120,7 +120,40 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
                 "request body read after its response was sent",
             ))));
         }
-        inner.poll_body(cx)
+        let polled = inner.poll_body(cx);
+        if polled.is_pending() {
+            inner.park_body(cx);
+        }
+        polled
+    }
+}
+
+impl<IO> Drop for RequestBody<IO> {
+    /// Forgets where this body's stream lived: a stream boxed later at the same address (a
+    /// response body the handler made after it dropped this one) is not this body.
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.shared.try_borrow_mut() {
+            if inner.seq == self.seq {
+                inner.body_stream = None;
+            }
+        }
+    }
+}
+
+/// Retires the request body when the connection's future ends, however it ends (also when it
+/// is dropped): a task parked on a body handed to it is woken, its read fails, and it lets go
+/// of the connection, whose socket would otherwise stay open as long as that task waits.
+/// Weak, so that it does not count as a holder of the connection's state (`body_holder`,
+/// `hand_over`).
+struct RetireOnDrop<IO>(std::rc::Weak<RefCell<Inner<IO>>>);
+
+impl<IO> Drop for RetireOnDrop<IO> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            if let Ok(mut inner) = shared.try_borrow_mut() {
+                inner.retire_body();
+            }
+        }
     }
 }
 
@@ -172,9 +205,14 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         decoder: Decoder::Done,
         seq: 0,
         continue_pending: false,
+        continue_refused: false,
+        continue_end: 0,
+        write_parked: false,
+        body_waker: None,
         body_failed: false,
         body_stream: None,
     }));
+    let _retire = RetireOnDrop(Rc::downgrade(&shared));
     let mut first = true;
     let first_deadline = crate::time::now() + config.header_read_timeout;
     let mut shutdown = server.shutdown_waiter();
@@ -188,7 +226,12 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
             break;
         }
         let busy = serve_requests(&shared, peer, &handler, &config, &server, &mut first);
-        match Box::pin(busy).await {
+        let busy = Box::pin(busy).await;
+        if !matches!(busy, Busy::Idle) {
+            // Now rather than when this future ends: the close lingers.
+            shared.borrow_mut().retire_body();
+        }
+        match busy {
             Busy::Idle => {}
             Busy::Close => break,
             Busy::Abort => return,
@@ -303,6 +346,7 @@ where
             let mut inner = shared.borrow_mut();
             inner.decoder = Decoder::new(framing);
             inner.continue_pending = expect_continue && !inner.decoder.is_done();
+            inner.continue_refused = false;
             inner.body_failed = false;
             inner.seq += 1;
             inner.seq
@@ -399,7 +443,7 @@ where
         // response is written: what is left must be drained).
         let mut drained = 0;
         let holder = body_holder(shared, response, is_head);
-        if holder == BodyHolder::Response {
+        if holder != BodyHolder::Nobody {
             shared.borrow_mut().ask_for_body();
         }
         if keep {
@@ -412,7 +456,7 @@ where
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
-            inner.seq += 1;
+            inner.retire_body();
             if inner.body_failed {
                 keep = false;
             }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -54,6 +54,21 @@ pub(super) struct Inner<IO> {
     pub(super) seq: u64,
     /// `Expect: 100-continue` not yet answered.
     pub(super) continue_pending: bool,
+    /// The response head went out without the 100 that was pending: the client will not send
+    /// the body, so reading it fails at once rather than waiting for it.
+    pub(super) continue_refused: bool,
+    /// How many bytes at the front of `wbuf` end with a 100 the request body queued itself
+    /// (0: none). The body writes no further than that: what follows is the connection's.
+    pub(super) continue_end: usize,
+    /// The connection task is parked in a write. The reactor keeps one waker per direction,
+    /// so a write from the body's task would take its place and it would never resume; the
+    /// body's 100 then goes out with the connection's own bytes instead.
+    pub(super) write_parked: bool,
+    /// The task that last found the request body with nothing to read. A body handed to
+    /// another task parks on the socket like the connection task does, and the connection's
+    /// next read takes its place in the reactor: it is woken here instead when its body can
+    /// no longer read (see [`retire_body`](Inner::retire_body)), or when its 100 went out.
+    pub(super) body_waker: Option<Waker>,
     /// Reading the request body failed; the connection cannot be reused.
     pub(super) body_failed: bool,
     /// Where the current request body's stream lives (`Body::stream_addr`): tells whether a
@@ -84,6 +99,22 @@ pub(super) enum Watch {
     Gone,
 }
 
+impl<IO> Inner<IO> {
+    fn wake_body(&mut self) {
+        if let Some(waker) = self.body_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Ends the current request body's right to read (the response is written, or the
+    /// connection is done): a read from now on fails, and a task parked on one is woken to
+    /// find that out and let go of the connection.
+    pub(super) fn retire_body(&mut self) {
+        self.seq += 1;
+        self.wake_body();
+    }
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let n = ready!(self.rbuf.poll_fill(&mut self.io, cx))?;
@@ -93,8 +124,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes out `wbuf`, then `extra`.
+    /// Writes out `wbuf`, then `extra`, for the connection task.
     fn poll_write_all(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
+        let polled = self.poll_write_bufs(cx, extra);
+        self.write_parked = polled.is_pending();
+        polled
+    }
+
+    fn poll_write_bufs(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
         while !self.wbuf.is_empty() || !extra.is_empty() {
             let n = if self.wbuf.is_empty() {
                 ready!(Pin::new(&mut self.io).poll_write(cx, extra))?
@@ -108,15 +145,37 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             let from_wbuf = n.min(self.wbuf.len());
-            self.wbuf.drain(..from_wbuf);
+            self.consume_wbuf(from_wbuf);
             extra.advance(n - from_wbuf);
         }
         Poll::Ready(Ok(()))
     }
 
+    /// Drops `n` written bytes from the front of `wbuf`; wakes the body's task once its 100
+    /// is among them.
+    fn consume_wbuf(&mut self, n: usize) {
+        self.wbuf.drain(..n);
+        if self.continue_end > 0 {
+            self.continue_end = self.continue_end.saturating_sub(n);
+            if self.continue_end == 0 {
+                self.wake_body();
+            }
+        }
+    }
+
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_all(cx, &mut Bytes::new()))?;
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.write_parked = polled.is_pending();
+        polled
+    }
+
+    /// Notes the task that found the body with nothing to read (see `body_waker`).
+    pub(super) fn park_body(&mut self, cx: &Context<'_>) {
+        match &self.body_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.body_waker = Some(cx.waker().clone()),
+        }
     }
 
     /// Decides, before a response head is written, whether the connection can carry another
@@ -219,9 +278,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     /// Answers a pending `Expect: 100-continue` with 100 now, ahead of the response head: the
-    /// response body is the request body, so it will be read as the response is sent, and a
-    /// client waiting for the 100 before it sends the body would otherwise wait forever (or
-    /// for its own timeout, after which the connection could not be reused).
+    /// request body is still held (by the response body, which reads it as it is sent, or by
+    /// anything else, which may read it until the response is written), and a client waiting
+    /// for the 100 before it sends the body would otherwise wait forever (or for its own
+    /// timeout, after which the connection could not be reused). Go's and Node's clients wait
+    /// without a timeout.
     pub(super) fn ask_for_body(&mut self) {
         if self.continue_pending {
             self.continue_pending = false;
@@ -232,12 +293,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// The next piece of the current request body.
     pub(super) fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.continue_refused {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "request body not sent: the response went out without 100 Continue",
+            ))));
+        }
         if self.continue_pending {
             self.continue_pending = false;
+            crate::http::buf::take_write_buf(&mut self.wbuf);
             self.wbuf.extend_from_slice(CONTINUE);
+            self.continue_end = self.wbuf.len();
         }
-        if !self.wbuf.is_empty() {
-            if let Err(err) = ready!(self.poll_flush(cx)) {
+        if self.continue_end > 0 {
+            if let Err(err) = ready!(self.poll_send_continue(cx)) {
                 self.body_failed = true;
                 return Poll::Ready(Some(Err(err)));
             }
@@ -258,6 +326,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 }
             }
         }
+    }
+
+    /// Writes `wbuf` up to the end of the 100 the body queued (bytes queued before it go
+    /// first; those after it are the connection's to write), unless the connection task is
+    /// parked in a write: that write sends the 100 too, and wakes the body (`consume_wbuf`).
+    fn poll_send_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.continue_end > 0 {
+            if self.write_parked {
+                return Poll::Pending;
+            }
+            let end = self.continue_end.min(self.wbuf.len());
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[..end]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.body_waker = None;
+            self.consume_wbuf(n);
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 }
 
