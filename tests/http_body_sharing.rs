@@ -155,7 +155,12 @@ fn read_to_close(stream: &mut TcpStream, mut pending: Vec<u8>) -> common::RawRes
         Err(err) => panic!("reading to the close: {err}"),
     }
     let mut responses = common::parse_responses(&pending);
-    assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(&pending));
+    assert_eq!(
+        responses.len(),
+        1,
+        "{:?}",
+        String::from_utf8_lossy(&pending)
+    );
     responses.remove(0)
 }
 
@@ -170,7 +175,10 @@ fn a_task_parked_on_a_handed_body_is_woken_with_an_error_once_the_response_is_wr
     let head = read_through(&mut stream, &mut pending, b"\r\n\r\n");
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 202 accepted\r\n"), "{head}");
-    assert!(!head.contains("connection: close"), "a 5-byte rest is drained: {head}");
+    assert!(
+        !head.contains("connection: close"),
+        "a 5-byte rest is drained: {head}"
+    );
     read_through(&mut stream, &mut pending, b"accepted");
     // The body's bytes come after its response: the connection drains them, and the task
     // waiting for them is told its body can no longer read (it would otherwise wait for ever,
@@ -214,7 +222,9 @@ fn expect_continue_gets_its_100_when_the_response_body_wraps_the_request_body() 
     let addr = serve();
     let mut stream = connect(addr);
     stream
-        .write_all(b"POST /upper HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .write_all(
+            b"POST /upper HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
         .unwrap();
     let mut pending = Vec::new();
     // A client that waits for the 100 before it sends the body (Go's, Node's) must get it
@@ -230,7 +240,10 @@ fn expect_continue_gets_its_100_when_the_response_body_wraps_the_request_body() 
     let head = read_through(&mut stream, &mut pending, b"\r\n\r\n");
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
-    assert!(!head.contains("connection: close"), "the body is read: {head}");
+    assert!(
+        !head.contains("connection: close"),
+        "the body is read: {head}"
+    );
     read_through(&mut stream, &mut pending, b"5\r\nHELLO\r\n0\r\n\r\n");
     stream
         .write_all(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -281,7 +294,10 @@ fn head_gets_the_content_length_not_chunked_for_a_handler_transfer_encoding() {
     assert!(!head.contains("transfer-encoding"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
     let get = coded(addr, "GET", "gzip");
-    assert!(get.contains("\r\ntransfer-encoding: gzip, chunked\r\n"), "{get}");
+    assert!(
+        get.contains("\r\ntransfer-encoding: gzip, chunked\r\n"),
+        "{get}"
+    );
     assert!(!get.contains("content-length"), "{get}");
 }
 
@@ -290,11 +306,17 @@ fn a_handler_chunked_with_parameters_is_sent_once() {
     let addr = serve();
     for (coding, field) in [
         ("chunked;x=1", "\r\ntransfer-encoding: chunked\r\n"),
-        ("gzip, chunked ;q=1", "\r\ntransfer-encoding: gzip, chunked\r\n"),
+        (
+            "gzip, chunked ;q=1",
+            "\r\ntransfer-encoding: gzip, chunked\r\n",
+        ),
     ] {
         let got = coded(addr, "GET", coding);
         assert!(got.contains(field), "{coding}: {got}");
         assert_eq!(got.matches("chunked").count(), 1, "{coding}: {got}");
-        assert!(got.ends_with("\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"),
+            "{got}"
+        );
     }
 }

@@ -24,7 +24,7 @@ use futures_lite::{FutureExt, Stream};
 use http::{Method, Request, Response, StatusCode};
 
 pub(super) use shared::Config;
-use shared::{fill, flush, BodyHolder, Inner, Shared, Watch};
+use shared::{fill, flush, BodyHolder, Inner, RetireOnDrop, Shared, Watch};
 use write::{close, drain_body, write_error, write_response};
 
 use super::state::ServerState;
@@ -135,23 +135,6 @@ impl<IO> Drop for RequestBody<IO> {
         if let Ok(mut inner) = self.shared.try_borrow_mut() {
             if inner.seq == self.seq {
                 inner.body_stream = None;
-            }
-        }
-    }
-}
-
-/// Retires the request body when the connection's future ends, however it ends (also when it
-/// is dropped): a task parked on a body handed to it is woken, its read fails, and it lets go
-/// of the connection, whose socket would otherwise stay open as long as that task waits.
-/// Weak, so that it does not count as a holder of the connection's state (`body_holder`,
-/// `hand_over`).
-struct RetireOnDrop<IO>(std::rc::Weak<RefCell<Inner<IO>>>);
-
-impl<IO> Drop for RetireOnDrop<IO> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.upgrade() {
-            if let Ok(mut inner) = shared.try_borrow_mut() {
-                inner.retire_body();
             }
         }
     }

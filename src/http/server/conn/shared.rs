@@ -348,6 +348,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 }
 
+/// Retires the request body when the connection's future ends, however it ends (also when it
+/// is dropped): a task parked on a body handed to it is woken, its read fails, and it lets go
+/// of the connection, whose socket would otherwise stay open as long as that task waits.
+/// Weak, so that it does not count as a holder of the connection's state (`body_holder`,
+/// `hand_over`).
+pub(super) struct RetireOnDrop<IO>(pub(super) std::rc::Weak<RefCell<Inner<IO>>>);
+
+impl<IO> Drop for RetireOnDrop<IO> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            if let Ok(mut inner) = shared.try_borrow_mut() {
+                inner.retire_body();
+            }
+        }
+    }
+}
+
 pub(super) async fn flush<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
 ) -> io::Result<()> {
@@ -365,4 +382,140 @@ pub(super) async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
 ) -> io::Result<usize> {
     poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::*;
+    use crate::http::h1::Framing;
+
+    /// A socket that, like the reactor, keeps one waker per direction.
+    #[derive(Default)]
+    struct OneWaker {
+        writable: bool,
+        written: Vec<u8>,
+        write_waker: Option<Waker>,
+    }
+
+    impl AsyncRead for OneWaker {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for OneWaker {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if !self.writable {
+                self.write_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn inner() -> Inner<OneWaker> {
+        Inner {
+            io: OneWaker::default(),
+            rbuf: ReadBuf::new(),
+            wbuf: Vec::new(),
+            eof: false,
+            decoder: Decoder::new(Framing::Length(5)),
+            seq: 1,
+            continue_pending: true,
+            continue_refused: false,
+            continue_end: 0,
+            write_parked: false,
+            body_waker: None,
+            body_failed: false,
+            body_stream: None,
+        }
+    }
+
+    #[test]
+    fn the_body_does_not_take_the_write_waker_of_a_parked_connection() {
+        let conn = Arc::new(Counter(AtomicUsize::new(0)));
+        let body = Arc::new(Counter(AtomicUsize::new(0)));
+        let (conn_waker, body_waker) = (Waker::from(conn.clone()), Waker::from(body.clone()));
+        let mut inner = inner();
+        // The connection task is parked flushing bytes of its own (a response held back).
+        inner
+            .wbuf
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let held = inner.wbuf.len();
+        let mut cx = Context::from_waker(&conn_waker);
+        assert!(inner.poll_flush(&mut cx).is_pending());
+        // The body's task asks for its body: its 100 queues after those bytes, unwritten.
+        let mut cx = Context::from_waker(&body_waker);
+        assert!(inner.poll_body(&mut cx).is_pending());
+        inner.park_body(&cx);
+        assert!(inner
+            .io
+            .write_waker
+            .as_ref()
+            .unwrap()
+            .will_wake(&conn_waker));
+        assert_eq!(inner.wbuf.len(), held + CONTINUE.len());
+        // The connection's write sends the 100 too, and wakes the body's task.
+        inner.io.writable = true;
+        inner.io.write_waker.take().unwrap().wake();
+        assert_eq!(conn.0.load(Ordering::SeqCst), 1);
+        let mut cx = Context::from_waker(&conn_waker);
+        assert!(inner.poll_flush(&mut cx).is_ready());
+        assert!(inner.io.written.ends_with(CONTINUE));
+        assert_eq!(body.0.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.continue_end, 0);
+    }
+
+    #[test]
+    fn the_body_writes_its_100_and_nothing_queued_after_it() {
+        let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
+        let mut inner = inner();
+        inner.io.writable = true;
+        let mut cx = Context::from_waker(&waker);
+        assert!(inner.poll_body(&mut cx).is_pending());
+        assert_eq!(inner.io.written, CONTINUE);
+        // Bytes the connection queues after it are the connection's to write.
+        inner.wbuf.extend_from_slice(b"response");
+        assert!(inner.poll_body(&mut cx).is_pending());
+        assert_eq!(inner.io.written, CONTINUE);
+        assert_eq!(inner.wbuf, b"response");
+    }
+
+    #[test]
+    fn a_retired_body_wakes_its_task() {
+        let body = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(body.clone());
+        let mut inner = inner();
+        inner.park_body(&Context::from_waker(&waker));
+        inner.retire_body();
+        assert_eq!(body.0.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.seq, 2);
+    }
 }
