@@ -330,6 +330,8 @@ where
             inner.decoder = Decoder::new(framing);
             inner.continue_pending = expect_continue && !inner.decoder.is_done();
             inner.continue_refused = false;
+            // Not in a write now, whatever an abandoned poll left (see `poll_send_continue`).
+            inner.write_parked = false;
             inner.body_failed = false;
             inner.seq += 1;
             inner.seq

@@ -344,6 +344,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
             self.body_waker = None;
             self.consume_wbuf(n);
         }
+        if self.write_parked {
+            // Its flush follows its write.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_flush(cx)
     }
 }
@@ -517,5 +521,16 @@ mod tests {
         inner.retire_body();
         assert_eq!(body.0.load(Ordering::SeqCst), 1);
         assert_eq!(inner.seq, 2);
+    }
+
+    #[test]
+    fn a_body_whose_100_was_refused_fails_at_once() {
+        let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
+        let mut inner = inner();
+        inner.continue_pending = false;
+        inner.continue_refused = true;
+        let polled = inner.poll_body(&mut Context::from_waker(&waker));
+        assert!(matches!(polled, Poll::Ready(Some(Err(_)))));
+        assert!(inner.wbuf.is_empty(), "no 100 after the response head");
     }
 }
