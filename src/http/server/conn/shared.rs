@@ -72,7 +72,8 @@ pub(super) struct Inner<IO> {
     /// Reading the request body failed; the connection cannot be reused.
     pub(super) body_failed: bool,
     /// Where the current request body's stream lives (`Body::stream_addr`): tells whether a
-    /// response body is that request body.
+    /// response body is that request body. Cleared when that body is dropped, so that a
+    /// stream allocated at the same address later is not taken for it.
     pub(super) body_stream: Option<usize>,
 }
 
