@@ -34,15 +34,20 @@
 //!   what is left of it has a known length of at most 256 KiB; otherwise the connection closes
 //!   (and the response says so). This holds whether the handler dropped the body or handed it
 //!   to another task: once the response is written, a body handed away can no longer read (it
-//!   fails with an error). Returning the request body itself as the response body streams it
-//!   back and keeps the connection.
+//!   fails with an error, also in a task already waiting on it, which is woken). Returning the
+//!   request body itself as the response body streams it back and keeps the connection.
+//! - `Expect: 100-continue` is answered with 100 when the body is first read, or ahead of the
+//!   response head while anything still holds the body (the response body, whether it is the
+//!   request body or wraps it, or another task); a body dropped unread gets no 100, and the
+//!   connection closes after the response.
 //! - Response framing: the body's own length when known (it wins over a `Content-Length` that
 //!   contradicts it), else the handler's `Content-Length`, else chunked (close-delimited for an
 //!   HTTP/1.0 request). A `Transfer-Encoding` set by the handler is kept, with `chunked` added
-//!   last, and its `Content-Length` dropped (RFC 9112 §6.1–6.2); HTTP/1.0 requests never get
-//!   one. 1xx, 204 and 304 responses carry neither field nor a body. A response to HEAD
-//!   carries the handler's `Content-Length`, or the length of the body it gave; an empty body
-//!   gets none, since it says nothing of what a GET would get (RFC 9110 §8.6).
+//!   last (once, whatever parameters the handler's `chunked` had), and its `Content-Length`
+//!   dropped (RFC 9112 §6.1–6.2); HTTP/1.0 requests and responses to HEAD never get one. 1xx,
+//!   204 and 304 responses carry neither field nor a body. A response to HEAD carries the
+//!   handler's `Content-Length`, or the length of the body it gave; an empty body gets none,
+//!   since it says nothing of what a GET would get (RFC 9110 §8.6).
 //! - [`Server::keep_alive`]`(false)` closes every connection after its first response.
 //! - A request target with a `#` (a fragment, which a request never carries) is 400.
 //! - Dropping the future of [`Server::serve`] drops the connections it serves.

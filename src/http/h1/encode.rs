@@ -49,9 +49,12 @@ pub(crate) fn encode_transfer_codings(headers: &HeaderMap, out: &mut Vec<u8>) {
     for value in headers.get_all(header::TRANSFER_ENCODING) {
         for coding in value.as_bytes().split(|&b| b == b',') {
             let coding = coding.trim_ascii();
-            if coding.is_empty()
-                || coding.eq_ignore_ascii_case(b"chunked")
-                || coding.eq_ignore_ascii_case(b"identity")
+            // A coding may carry parameters (`chunked;x=1`): the name alone says which it is.
+            let name = coding.split(|&b| b == b';').next().unwrap_or(coding);
+            let name = name.trim_ascii();
+            if name.is_empty()
+                || name.eq_ignore_ascii_case(b"chunked")
+                || name.eq_ignore_ascii_case(b"identity")
             {
                 continue;
             }
@@ -96,6 +99,15 @@ mod tests {
                 b"transfer-encoding: gzip, br, chunked\r\n",
             ),
             (&["identity"], b"transfer-encoding: chunked\r\n"),
+            (&["chunked;x=1"], b"transfer-encoding: chunked\r\n"),
+            (
+                &["gzip, chunked ;q=1"],
+                b"transfer-encoding: gzip, chunked\r\n",
+            ),
+            (
+                &["gzip;level=9, Identity ; a=b"],
+                b"transfer-encoding: gzip;level=9, chunked\r\n",
+            ),
         ] {
             let mut headers = HeaderMap::new();
             for value in values {

@@ -24,7 +24,7 @@ use futures_lite::{FutureExt, Stream};
 use http::{Method, Request, Response, StatusCode};
 
 pub(super) use shared::Config;
-use shared::{fill, flush, BodyHolder, Inner, Shared, Watch};
+use shared::{fill, flush, BodyHolder, Inner, RetireOnDrop, Shared, Watch};
 use write::{close, drain_body, write_error, write_response};
 
 use super::state::ServerState;
@@ -120,7 +120,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
                 "request body read after its response was sent",
             ))));
         }
-        inner.poll_body(cx)
+        let polled = inner.poll_body(cx);
+        if polled.is_pending() {
+            inner.park_body(cx);
+        }
+        polled
+    }
+}
+
+impl<IO> Drop for RequestBody<IO> {
+    /// Forgets where this body's stream lived: a stream boxed later at the same address (a
+    /// response body the handler made after it dropped this one) is not this body.
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.shared.try_borrow_mut() {
+            if inner.seq == self.seq {
+                inner.body_stream = None;
+            }
+        }
     }
 }
 
@@ -172,9 +188,14 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
         decoder: Decoder::Done,
         seq: 0,
         continue_pending: false,
+        continue_refused: false,
+        continue_end: 0,
+        write_parked: false,
+        body_waker: None,
         body_failed: false,
         body_stream: None,
     }));
+    let _retire = RetireOnDrop(Rc::downgrade(&shared));
     let mut first = true;
     let first_deadline = crate::time::now() + config.header_read_timeout;
     let mut shutdown = server.shutdown_waiter();
@@ -188,7 +209,12 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
             break;
         }
         let busy = serve_requests(&shared, peer, &handler, &config, &server, &mut first);
-        match Box::pin(busy).await {
+        let busy = Box::pin(busy).await;
+        if !matches!(busy, Busy::Idle) {
+            // Now rather than when this future ends: the close lingers.
+            shared.borrow_mut().retire_body();
+        }
+        match busy {
             Busy::Idle => {}
             Busy::Close => break,
             Busy::Abort => return,
@@ -303,6 +329,9 @@ where
             let mut inner = shared.borrow_mut();
             inner.decoder = Decoder::new(framing);
             inner.continue_pending = expect_continue && !inner.decoder.is_done();
+            inner.continue_refused = false;
+            // Not in a write now, whatever an abandoned poll left (see `poll_send_continue`).
+            inner.write_parked = false;
             inner.body_failed = false;
             inner.seq += 1;
             inner.seq
@@ -399,7 +428,7 @@ where
         // response is written: what is left must be drained).
         let mut drained = 0;
         let holder = body_holder(shared, response, is_head);
-        if holder == BodyHolder::Response {
+        if holder != BodyHolder::Nobody {
             shared.borrow_mut().ask_for_body();
         }
         if keep {
@@ -412,7 +441,7 @@ where
         {
             // An earlier request's body handed to a spawned task must not read from now on.
             let mut inner = shared.borrow_mut();
-            inner.seq += 1;
+            inner.retire_body();
             if inner.body_failed {
                 keep = false;
             }

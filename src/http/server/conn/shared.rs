@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -54,10 +54,26 @@ pub(super) struct Inner<IO> {
     pub(super) seq: u64,
     /// `Expect: 100-continue` not yet answered.
     pub(super) continue_pending: bool,
+    /// The response head went out without the 100 that was pending: the client will not send
+    /// the body, so reading it fails at once rather than waiting for it.
+    pub(super) continue_refused: bool,
+    /// How many bytes at the front of `wbuf` end with a 100 the request body queued itself
+    /// (0: none). The body writes no further than that: what follows is the connection's.
+    pub(super) continue_end: usize,
+    /// The connection task is parked in a write. The reactor keeps one waker per direction,
+    /// so a write from the body's task would take its place and it would never resume; the
+    /// body's 100 then goes out with the connection's own bytes instead.
+    pub(super) write_parked: bool,
+    /// The task that last found the request body with nothing to read. A body handed to
+    /// another task parks on the socket like the connection task does, and the connection's
+    /// next read takes its place in the reactor: it is woken here instead when its body can
+    /// no longer read (see [`retire_body`](Inner::retire_body)), or when its 100 went out.
+    pub(super) body_waker: Option<Waker>,
     /// Reading the request body failed; the connection cannot be reused.
     pub(super) body_failed: bool,
     /// Where the current request body's stream lives (`Body::stream_addr`): tells whether a
-    /// response body is that request body.
+    /// response body is that request body. Cleared when that body is dropped, so that a
+    /// stream allocated at the same address later is not taken for it.
     pub(super) body_stream: Option<usize>,
 }
 
@@ -84,6 +100,22 @@ pub(super) enum Watch {
     Gone,
 }
 
+impl<IO> Inner<IO> {
+    fn wake_body(&mut self) {
+        if let Some(waker) = self.body_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Ends the current request body's right to read (the response is written, or the
+    /// connection is done): a read from now on fails, and a task parked on one is woken to
+    /// find that out and let go of the connection.
+    pub(super) fn retire_body(&mut self) {
+        self.seq += 1;
+        self.wake_body();
+    }
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let n = ready!(self.rbuf.poll_fill(&mut self.io, cx))?;
@@ -93,8 +125,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
         Poll::Ready(Ok(n))
     }
 
-    /// Writes out `wbuf`, then `extra`.
+    /// Writes out `wbuf`, then `extra`, for the connection task.
     fn poll_write_all(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
+        let polled = self.poll_write_bufs(cx, extra);
+        self.write_parked = polled.is_pending();
+        polled
+    }
+
+    fn poll_write_bufs(&mut self, cx: &mut Context<'_>, extra: &mut Bytes) -> Poll<io::Result<()>> {
         while !self.wbuf.is_empty() || !extra.is_empty() {
             let n = if self.wbuf.is_empty() {
                 ready!(Pin::new(&mut self.io).poll_write(cx, extra))?
@@ -108,15 +146,37 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             let from_wbuf = n.min(self.wbuf.len());
-            self.wbuf.drain(..from_wbuf);
+            self.consume_wbuf(from_wbuf);
             extra.advance(n - from_wbuf);
         }
         Poll::Ready(Ok(()))
     }
 
+    /// Drops `n` written bytes from the front of `wbuf`; wakes the body's task once its 100
+    /// is among them.
+    fn consume_wbuf(&mut self, n: usize) {
+        self.wbuf.drain(..n);
+        if self.continue_end > 0 {
+            self.continue_end = self.continue_end.saturating_sub(n);
+            if self.continue_end == 0 {
+                self.wake_body();
+            }
+        }
+    }
+
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_write_all(cx, &mut Bytes::new()))?;
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.write_parked = polled.is_pending();
+        polled
+    }
+
+    /// Notes the task that found the body with nothing to read (see `body_waker`).
+    pub(super) fn park_body(&mut self, cx: &Context<'_>) {
+        match &self.body_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.body_waker = Some(cx.waker().clone()),
+        }
     }
 
     /// Decides, before a response head is written, whether the connection can carry another
@@ -219,9 +279,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
     }
 
     /// Answers a pending `Expect: 100-continue` with 100 now, ahead of the response head: the
-    /// response body is the request body, so it will be read as the response is sent, and a
-    /// client waiting for the 100 before it sends the body would otherwise wait forever (or
-    /// for its own timeout, after which the connection could not be reused).
+    /// request body is still held (by the response body, which reads it as it is sent, or by
+    /// anything else, which may read it until the response is written), and a client waiting
+    /// for the 100 before it sends the body would otherwise wait forever (or for its own
+    /// timeout, after which the connection could not be reused). Go's and Node's clients wait
+    /// without a timeout.
     pub(super) fn ask_for_body(&mut self) {
         if self.continue_pending {
             self.continue_pending = false;
@@ -232,12 +294,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
 
     /// The next piece of the current request body.
     pub(super) fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.continue_refused {
+            return Poll::Ready(Some(Err(io::Error::other(
+                "request body not sent: the response went out without 100 Continue",
+            ))));
+        }
         if self.continue_pending {
             self.continue_pending = false;
+            crate::http::buf::take_write_buf(&mut self.wbuf);
             self.wbuf.extend_from_slice(CONTINUE);
+            self.continue_end = self.wbuf.len();
         }
-        if !self.wbuf.is_empty() {
-            if let Err(err) = ready!(self.poll_flush(cx)) {
+        if self.continue_end > 0 {
+            if let Err(err) = ready!(self.poll_send_continue(cx)) {
                 self.body_failed = true;
                 return Poll::Ready(Some(Err(err)));
             }
@@ -256,6 +325,46 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Inner<IO> {
                     self.body_failed = true;
                     return Poll::Ready(Some(Err(err.into_io())));
                 }
+            }
+        }
+    }
+
+    /// Writes `wbuf` up to the end of the 100 the body queued (bytes queued before it go
+    /// first; those after it are the connection's to write), unless the connection task is
+    /// parked in a write: that write sends the 100 too, and wakes the body (`consume_wbuf`).
+    fn poll_send_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.continue_end > 0 {
+            if self.write_parked {
+                return Poll::Pending;
+            }
+            let end = self.continue_end.min(self.wbuf.len());
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[..end]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.body_waker = None;
+            self.consume_wbuf(n);
+        }
+        if self.write_parked {
+            // Its flush follows its write.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+}
+
+/// Retires the request body when the connection's future ends, however it ends (also when it
+/// is dropped): a task parked on a body handed to it is woken, its read fails, and it lets go
+/// of the connection, whose socket would otherwise stay open as long as that task waits.
+/// Weak, so that it does not count as a holder of the connection's state (`body_holder`,
+/// `hand_over`).
+pub(super) struct RetireOnDrop<IO>(pub(super) std::rc::Weak<RefCell<Inner<IO>>>);
+
+impl<IO> Drop for RetireOnDrop<IO> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            if let Ok(mut inner) = shared.try_borrow_mut() {
+                inner.retire_body();
             }
         }
     }
@@ -278,4 +387,151 @@ pub(super) async fn fill<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared<IO>,
 ) -> io::Result<usize> {
     poll_fn(|cx| shared.borrow_mut().poll_fill(cx)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::*;
+    use crate::http::h1::Framing;
+
+    /// A socket that, like the reactor, keeps one waker per direction.
+    #[derive(Default)]
+    struct OneWaker {
+        writable: bool,
+        written: Vec<u8>,
+        write_waker: Option<Waker>,
+    }
+
+    impl AsyncRead for OneWaker {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for OneWaker {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if !self.writable {
+                self.write_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn inner() -> Inner<OneWaker> {
+        Inner {
+            io: OneWaker::default(),
+            rbuf: ReadBuf::new(),
+            wbuf: Vec::new(),
+            eof: false,
+            decoder: Decoder::new(Framing::Length(5)),
+            seq: 1,
+            continue_pending: true,
+            continue_refused: false,
+            continue_end: 0,
+            write_parked: false,
+            body_waker: None,
+            body_failed: false,
+            body_stream: None,
+        }
+    }
+
+    #[test]
+    fn the_body_does_not_take_the_write_waker_of_a_parked_connection() {
+        let conn = Arc::new(Counter(AtomicUsize::new(0)));
+        let body = Arc::new(Counter(AtomicUsize::new(0)));
+        let (conn_waker, body_waker) = (Waker::from(conn.clone()), Waker::from(body.clone()));
+        let mut inner = inner();
+        // The connection task is parked flushing bytes of its own (a response held back).
+        inner
+            .wbuf
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let held = inner.wbuf.len();
+        let mut cx = Context::from_waker(&conn_waker);
+        assert!(inner.poll_flush(&mut cx).is_pending());
+        // The body's task asks for its body: its 100 queues after those bytes, unwritten.
+        let mut cx = Context::from_waker(&body_waker);
+        assert!(inner.poll_body(&mut cx).is_pending());
+        inner.park_body(&cx);
+        assert!(inner
+            .io
+            .write_waker
+            .as_ref()
+            .unwrap()
+            .will_wake(&conn_waker));
+        assert_eq!(inner.wbuf.len(), held + CONTINUE.len());
+        // The connection's write sends the 100 too, and wakes the body's task.
+        inner.io.writable = true;
+        inner.io.write_waker.take().unwrap().wake();
+        assert_eq!(conn.0.load(Ordering::SeqCst), 1);
+        let mut cx = Context::from_waker(&conn_waker);
+        assert!(inner.poll_flush(&mut cx).is_ready());
+        assert!(inner.io.written.ends_with(CONTINUE));
+        assert_eq!(body.0.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.continue_end, 0);
+    }
+
+    #[test]
+    fn the_body_writes_its_100_and_nothing_queued_after_it() {
+        let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
+        let mut inner = inner();
+        inner.io.writable = true;
+        let mut cx = Context::from_waker(&waker);
+        assert!(inner.poll_body(&mut cx).is_pending());
+        assert_eq!(inner.io.written, CONTINUE);
+        // Bytes the connection queues after it are the connection's to write.
+        inner.wbuf.extend_from_slice(b"response");
+        assert!(inner.poll_body(&mut cx).is_pending());
+        assert_eq!(inner.io.written, CONTINUE);
+        assert_eq!(inner.wbuf, b"response");
+    }
+
+    #[test]
+    fn a_retired_body_wakes_its_task() {
+        let body = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(body.clone());
+        let mut inner = inner();
+        inner.park_body(&Context::from_waker(&waker));
+        inner.retire_body();
+        assert_eq!(body.0.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.seq, 2);
+    }
+
+    #[test]
+    fn a_body_whose_100_was_refused_fails_at_once() {
+        let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
+        let mut inner = inner();
+        inner.continue_pending = false;
+        inner.continue_refused = true;
+        let polled = inner.poll_body(&mut Context::from_waker(&waker));
+        assert!(matches!(polled, Poll::Ready(Some(Err(_)))));
+        assert!(inner.wbuf.is_empty(), "no 100 after the response head");
+    }
 }

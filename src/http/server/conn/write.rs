@@ -39,8 +39,9 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         let mut inner = shared.borrow_mut();
         if inner.continue_pending {
             // The body was never asked for: the client may or may not send it, so the
-            // connection cannot be reused.
+            // connection cannot be reused, and nothing may wait for it.
             inner.continue_pending = false;
+            inner.continue_refused = true;
             keep = false;
         }
         // Reading the request body failed (bad chunked framing, early close): the connection
@@ -98,7 +99,9 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         || status == StatusCode::NOT_MODIFIED;
     // RFC 9112 §6.1: Transfer-Encoding only to HTTP/1.1 requests; there a handler's own
     // codings are kept (a body it compressed itself) and chunked, always last, delimits it.
-    let user_coding = user_coding && version == Version::HTTP_11;
+    // Never to HEAD: its response has no body to delimit, and `chunked` there would hide the
+    // Content-Length a GET gets (hyper does not send chunked for HEAD either).
+    let user_coding = user_coding && version == Version::HTTP_11 && !is_head;
     let length = if is_head {
         // RFC 9110 §8.6: a HEAD response may only carry the length a GET would get: the
         // handler's own, or that of the body it gave; an empty body says nothing of it.
