@@ -199,7 +199,13 @@ impl Stream for Signals {
                 let read = if in_loop {
                     Pin::new(&mut entry.reader).poll_read(cx, &mut buf)
                 } else {
-                    Poll::Ready(read_queued(&entry.reader, &mut buf))
+                    // No loop to come back through: an interrupted read is retried here.
+                    loop {
+                        match read_queued(&entry.reader, &mut buf) {
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            result => break Poll::Ready(result),
+                        }
+                    }
                 };
                 match read {
                     Poll::Ready(Ok(0)) => {

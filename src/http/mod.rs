@@ -47,7 +47,9 @@
 //!   dropped (RFC 9112 §6.1–6.2); HTTP/1.0 requests and responses to HEAD never get one. 1xx,
 //!   204 and 304 responses carry neither field nor a body. A response to HEAD carries the
 //!   handler's `Content-Length`, or the length of the body it gave; an empty body gets none,
-//!   since it says nothing of what a GET would get (RFC 9110 §8.6).
+//!   since it says nothing of what a GET would get, and neither does a handler that set a
+//!   `Transfer-Encoding` on an HTTP/1.1 request (its GET goes chunked, with no length; RFC 9110
+//!   §8.6).
 //! - [`Server::keep_alive`]`(false)` closes every connection after its first response.
 //! - A request target with a `#` (a fragment, which a request never carries) is 400.
 //! - Dropping the future of [`Server::serve`] drops the connections it serves.

@@ -123,6 +123,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream for RequestBody<IO> {
         let polled = inner.poll_body(cx);
         if polled.is_pending() {
             inner.park_body(cx);
+        } else {
+            // Not waiting any more: a later retire would wake (and keep alive) a task that has
+            // nothing to be told, often the connection's own.
+            inner.body_waker = None;
         }
         polled
     }

@@ -99,10 +99,14 @@ pub(super) async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         || status == StatusCode::NOT_MODIFIED;
     // RFC 9112 §6.1: Transfer-Encoding only to HTTP/1.1 requests; there a handler's own
     // codings are kept (a body it compressed itself) and chunked, always last, delimits it.
-    // Never to HEAD: its response has no body to delimit, and `chunked` there would hide the
-    // Content-Length a GET gets (hyper does not send chunked for HEAD either).
+    // Never to HEAD: its response has no body to delimit (hyper does not send chunked for HEAD
+    // either). A GET of the same handler would go chunked with no Content-Length, so a HEAD
+    // then says no length at all (RFC 9110 §8.6: only the length a GET would carry).
+    let head_of_coded = is_head && user_coding && version == Version::HTTP_11;
     let user_coding = user_coding && version == Version::HTTP_11 && !is_head;
-    let length = if is_head {
+    let length = if head_of_coded {
+        None
+    } else if is_head {
         // RFC 9110 §8.6: a HEAD response may only carry the length a GET would get: the
         // handler's own, or that of the body it gave; an empty body says nothing of it.
         user_length.or(body.size_hint().filter(|&n| n > 0))
