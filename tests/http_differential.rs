@@ -19,9 +19,9 @@
 
 mod common;
 
+use common::oracle::hex;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use untangle::http::{Body, Method, Request, Response, StatusCode};
 
@@ -798,22 +798,7 @@ struct Outcome(String);
 impl Outcome {
     /// h11 lowercases Transfer-Encoding values (raw or not); so does the comparison.
     fn normalized(&self) -> Outcome {
-        let te = format!("{}=", hex(b"transfer-encoding"));
-        let tokens: Vec<String> = self
-            .0
-            .split(' ')
-            .map(|t| match t.strip_prefix(te.as_str()) {
-                Some(value) if value != "-" => {
-                    let bytes: Vec<u8> = (0..value.len())
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
-                        .collect();
-                    format!("{te}{}", hex(&bytes.to_ascii_lowercase()))
-                }
-                _ => t.to_string(),
-            })
-            .collect();
-        Outcome(tokens.join(" "))
+        Outcome(common::oracle::lowercase_transfer_encoding(&self.0))
     }
 
     fn requests(&self) -> usize {
@@ -823,13 +808,6 @@ impl Outcome {
     fn end(&self) -> &str {
         self.0.rsplit(' ').next().unwrap_or("")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return "-".into();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The echo handler: the request in the canonical form of the oracles, or, when its body
@@ -913,44 +891,9 @@ fn ours(cases: &[Case]) -> Vec<Outcome> {
 /// Runs an oracle over every case in one process; `None` when it is not installed (a failure
 /// under `CI`).
 fn oracle(program: &str, probe: &[&str], script: &str, cases: &[Case]) -> Option<Vec<Outcome>> {
-    let present = Command::new(program)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        let message = format!("`{program} {}` failed: oracle missing", probe.join(" "));
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{message}: required in CI (.ci/run installs h11==0.16.0; node must be on PATH)"
-        );
-        eprintln!("{message}; skipping it");
-        return None;
-    }
-    let script = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(program)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start oracle");
     let input: String = cases.iter().map(|c| hex(&c.bytes) + "\n").collect();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    // Read while it runs: its output is larger than a pipe holds.
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).map(|_| s)
-    });
-    common::finish_child(child);
-    writer.join().unwrap().expect("write cases to the oracle");
-    let stdout = reader.join().unwrap().expect("read the oracle's output");
-    let lines: Vec<Outcome> = stdout.lines().map(|l| Outcome(l.to_string())).collect();
-    assert_eq!(lines.len(), cases.len(), "{program}: one line per case");
-    Some(lines)
+    let lines = common::oracle::run(program, probe, script, input)?;
+    Some(lines.into_iter().map(Outcome).collect())
 }
 
 #[test]

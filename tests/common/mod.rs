@@ -3,6 +3,8 @@
 //! Each test binary uses only some of these.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::any::Any;
 use std::future::Future;
 use std::sync::mpsc;
