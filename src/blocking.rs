@@ -6,11 +6,10 @@
 //!
 //! async-task aborts the process when a destructor panics while it drops a task's future (a
 //! cancelled job's closure) or an output nobody awaits; tokio contains such panics. Both are
-//! wrapped in [`Contained`] here, so a panicking destructor is logged instead.
+//! wrapped in the task wrapper's `Contained` here, so a panicking destructor is logged instead.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
@@ -18,6 +17,8 @@ use std::thread;
 use std::time::Duration;
 
 use async_task::Runnable;
+
+use crate::task::Contained;
 
 /// The most threads the pool runs at once; further jobs wait in a FIFO queue.
 pub const MAX_THREADS: usize = 500;
@@ -126,9 +127,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let job = Contained(Some(f));
+    let job = Contained::new(f);
     let (runnable, task) = async_task::Builder::new().propagate_panic(true).spawn(
-        move |_| async move { Contained(Some(job.into_inner()())) },
+        move |_| async move { Contained::new(job.into_inner()()) },
         |r| pool().schedule(r),
     );
     runnable.schedule();
@@ -143,25 +144,5 @@ impl<T> Future for Unblock<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         Pin::new(&mut self.0).poll(cx).map(Contained::into_inner)
-    }
-}
-
-/// A value whose destructor's panic is caught and logged rather than left to unwind into
-/// async-task, which would abort the process.
-struct Contained<T>(Option<T>);
-
-impl<T> Contained<T> {
-    fn into_inner(mut self) -> T {
-        self.0.take().expect("a contained value is taken once")
-    }
-}
-
-impl<T> Drop for Contained<T> {
-    fn drop(&mut self) {
-        if let Some(value) = self.0.take() {
-            if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
-                log::error!("untangle: a destructor panicked in a blocking job; ignored");
-            }
-        }
     }
 }

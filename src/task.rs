@@ -32,23 +32,28 @@ impl Drop for Panicked {
     }
 }
 
-/// A task's output as async-task stores it. A detached task's output is dropped by async-task
-/// inside `abort_on_panic`, so a panicking destructor there would abort the process: this
-/// wrapper catches and logs it (the value handed to an awaiter is taken out first).
-pub(crate) struct Output<T>(Option<T>);
+/// A value async-task may drop inside `abort_on_panic` (a detached task's output, a cancelled
+/// blocking job's closure), where a panicking destructor would abort the process: this wrapper
+/// catches and logs it instead (a value handed to an awaiter is taken out first).
+pub(crate) struct Contained<T>(Option<T>);
 
-impl<T> Output<T> {
-    fn into_inner(mut self) -> T {
-        self.0.take().expect("an output is taken once")
+impl<T> Contained<T> {
+    pub(crate) fn new(value: T) -> Contained<T> {
+        Contained(Some(value))
+    }
+
+    pub(crate) fn into_inner(mut self) -> T {
+        self.0.take().expect("a contained value is taken once")
     }
 }
 
-impl<T> Drop for Output<T> {
+impl<T> Drop for Contained<T> {
     fn drop(&mut self) {
         if let Some(value) = self.0.take() {
             if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
                 log::error!(
-                    "untangle: the output of a task nobody awaited panicked while being dropped: {}",
+                    "untangle: a value nobody awaited (a task's output or a cancelled blocking \
+                     job) panicked while being dropped: {}",
                     message(&*payload)
                 );
             }
@@ -143,7 +148,7 @@ fn message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 impl<F: Future, R: Registry> Future for Tracked<F, R> {
-    type Output = Result<Output<F::Output>, Panicked>;
+    type Output = Result<Contained<F::Output>, Panicked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -159,7 +164,7 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(value)) => match drop_caught(slot) {
-                Ok(()) => Poll::Ready(Ok(Output(Some(value)))),
+                Ok(()) => Poll::Ready(Ok(Contained::new(value))),
                 // Its destructor panicked: that is the task's outcome, as in tokio.
                 Err(payload) => {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value)));
@@ -202,7 +207,7 @@ impl<F: Future, R: Registry> Future for Tracked<F, R> {
 /// does awaiting one spawned with [`Handle::spawn`](crate::Handle::spawn) onto a loop whose
 /// thread had already exited (its future was dropped by `spawn`).
 #[must_use = "dropping a Task cancels it; call .detach() to let it run"]
-pub struct Task<T>(pub(crate) async_task::FallibleTask<Result<Output<T>, Panicked>, TaskMeta>);
+pub struct Task<T>(pub(crate) async_task::FallibleTask<Result<Contained<T>, Panicked>, TaskMeta>);
 
 impl<T> Task<T> {
     /// Lets the task run to completion without a handle; its output is dropped.
