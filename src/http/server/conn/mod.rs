@@ -29,7 +29,7 @@ use write::{close, drain_body, write_error, write_response};
 
 use super::state::ServerState;
 use crate::http::body::Body;
-use crate::http::buf::{self, ReadBuf};
+use crate::http::buf;
 use crate::http::h1::{self, Decoder, Framing, HeadInfo};
 use crate::http::response::IntoResponse;
 use crate::http::upgrade::{self, Decision, Pending, Upgraded};
@@ -184,21 +184,7 @@ pub(crate) async fn serve_conn<IO, H, Fut, R>(
     Fut: Future<Output = R> + 'static,
     R: IntoResponse,
 {
-    let shared = Rc::new(RefCell::new(Inner {
-        io,
-        rbuf: ReadBuf::new(),
-        wbuf: Vec::new(),
-        eof: false,
-        decoder: Decoder::Done,
-        seq: 0,
-        continue_pending: false,
-        continue_refused: false,
-        continue_end: 0,
-        write_parked: false,
-        body_waker: None,
-        body_failed: false,
-        body_stream: None,
-    }));
+    let shared = Rc::new(RefCell::new(Inner::new(io)));
     let _retire = RetireOnDrop(Rc::downgrade(&shared));
     let mut first = true;
     let first_deadline = crate::time::now() + config.header_read_timeout;

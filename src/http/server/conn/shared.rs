@@ -101,6 +101,25 @@ pub(super) enum Watch {
 }
 
 impl<IO> Inner<IO> {
+    /// A connection's state before its first request.
+    pub(super) fn new(io: IO) -> Inner<IO> {
+        Inner {
+            io,
+            rbuf: ReadBuf::new(),
+            wbuf: Vec::new(),
+            eof: false,
+            decoder: Decoder::Done,
+            seq: 0,
+            continue_pending: false,
+            continue_refused: false,
+            continue_end: 0,
+            write_parked: false,
+            body_waker: None,
+            body_failed: false,
+            body_stream: None,
+        }
+    }
+
     fn wake_body(&mut self) {
         if let Some(waker) = self.body_waker.take() {
             waker.wake();
@@ -447,19 +466,10 @@ mod tests {
 
     fn inner() -> Inner<OneWaker> {
         Inner {
-            io: OneWaker::default(),
-            rbuf: ReadBuf::new(),
-            wbuf: Vec::new(),
-            eof: false,
             decoder: Decoder::new(Framing::Length(5)),
             seq: 1,
             continue_pending: true,
-            continue_refused: false,
-            continue_end: 0,
-            write_parked: false,
-            body_waker: None,
-            body_failed: false,
-            body_stream: None,
+            ..Inner::new(OneWaker::default())
         }
     }
 
