@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{connect, find};
+
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,16 +41,6 @@ async fn handler(req: Request<Body>) -> Response<Body> {
         "/echo" => Response::new(req.into_body()),
         _ => Response::new(Body::from("hello")),
     }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(common::HANG_GUARD)).unwrap();
-    stream
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads one response (framed by Content-Length or chunked) from `stream`, keeping what

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{connect, find};
+
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -117,16 +119,6 @@ async fn handler(req: Request<Body>) -> Response<Body> {
 
 fn serve() -> SocketAddr {
     common::serve_in_thread(|s| s, handler)
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(common::HANG_GUARD)).unwrap();
-    stream
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads until `pending` holds `needle`; returns what precedes and includes it.

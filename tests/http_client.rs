@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::find;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -118,10 +120,6 @@ impl PeerConn {
     async fn until_closed(&mut self) {
         while self.fill().await {}
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Starts a peer on the current loop; `serve` runs for each accepted connection (each in its

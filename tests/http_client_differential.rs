@@ -20,6 +20,8 @@
 
 mod common;
 
+use common::find;
+
 use common::oracle::hex;
 
 use std::collections::{BTreeMap, HashSet};
@@ -1019,10 +1021,6 @@ fn short(outcome: &str) -> &str {
 }
 
 const AGAIN: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nagain";
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
 
 /// The scripted server: a connection's request carrying `x-case: i` gets case `i`'s bytes (then
 /// the connection closes if the case says so); `GET /again` gets a fixed answer and is noted

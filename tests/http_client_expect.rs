@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::find;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -122,10 +124,6 @@ impl PeerConn {
         let _ = self.stream.write_all(bytes).await;
         let _ = self.stream.flush().await;
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn content_length(head: &str) -> Option<usize> {

@@ -113,7 +113,8 @@ impl RawResponse {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -301,4 +302,11 @@ pub fn logged(needle: &str) -> bool {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .any(|l| l.contains(needle))
+}
+
+/// A blocking client connection whose reads give up after [`HANG_GUARD`].
+pub fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    stream
 }
